@@ -1,0 +1,12 @@
+"""The Punchline transformer: a GPT-style decoder-only language model in Flax NNX.
+
+Read in this order: config.py (every size), positional.py (where is each token?),
+attention.py (which earlier tokens matter?), feed_forward.py (per-token thinking),
+gpt.py (the whole stack), sampling.py and generate.py (writing jokes),
+checkpoint.py (the model folder on disk).
+"""
+
+from model.config import PRESETS, ConfigError, GPTConfig
+from model.gpt import GPT, count_parameters
+
+__all__ = ["GPT", "PRESETS", "ConfigError", "GPTConfig", "count_parameters"]

@@ -1,0 +1,123 @@
+"""Multi-head causal self-attention: how each token gathers information from earlier ones.
+
+Every token asks a question (its query), advertises what it holds (its key), and
+offers a message (its value). For one head, with d_head-wide vectors:
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_head) + causal_mask) V
+
+Q K^T scores how well each query matches each key; dividing by sqrt(d_head) keeps the
+scores' spread independent of the width, so the softmax neither saturates nor goes
+flat; the causal mask sets the score of every *later* token to -inf, so a token only
+sees itself and the past (that is what lets the model generate left to right);
+softmax turns each row of scores into weights that sum to 1; the output for a token
+is the weighted mix of the values. Several heads do this in parallel on slices of the
+width, each free to look for something different (the previous word, the subject of
+the sentence, the opening quote...), and their outputs are concatenated and mixed by
+one more linear layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from model.config import GPTConfig
+from model.positional import apply_rope
+
+
+def causal_mask(query_positions: jax.Array, key_positions: jax.Array) -> jax.Array:
+    """True where a query may look at a key: the key is not in its future. (query, key)."""
+    return key_positions[None, :] <= query_positions[:, None]
+
+
+def attention_weights(query: jax.Array, key: jax.Array, mask: jax.Array) -> jax.Array:
+    """softmax(Q K^T / sqrt(d_head)) with masked scores set to -inf: the formula above.
+
+    query: (batch, query, heads, d_head); key: (batch, key, heads, d_head);
+    mask: (query, key) booleans. Returns (batch, heads, query, key), each row summing to 1
+    and exactly 0 wherever the mask is False.
+    """
+    d_head = query.shape[-1]
+    scores = jnp.einsum("bqhd,bkhd->bhqk", query, key) / math.sqrt(d_head)  # (b, h, q, k)
+    scores = jnp.where(mask, scores, -jnp.inf)  # future keys: exp(-inf) = 0 after softmax
+    return jax.nn.softmax(scores, axis=-1)
+
+
+def mix_values(weights: jax.Array, value: jax.Array) -> jax.Array:
+    """Each query's output is its weighted mix of the values.
+
+    weights: (batch, heads, query, key); value: (batch, key, heads, d_head)
+    -> (batch, query, heads, d_head).
+    """
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+
+
+class MultiHeadAttention(nnx.Module):
+    def __init__(self, config: GPTConfig, *, rngs: nnx.Rngs):
+        self.n_head = config.n_head
+        self.d_head = config.d_head
+        self.rope_base = config.rope_base if config.positional == "rope" else None
+        init = nnx.initializers.normal(stddev=config.init_std)
+        # GPT-2 scales the layers that write into the residual stream by 1/sqrt(2 * n_layer),
+        # so the stream's variance does not grow with depth.
+        out_init = nnx.initializers.normal(stddev=config.init_std / math.sqrt(2 * config.n_layer))
+        d = config.d_model
+        self.query = nnx.Linear(d, d, kernel_init=init, rngs=rngs)
+        self.key = nnx.Linear(d, d, kernel_init=init, rngs=rngs)
+        self.value = nnx.Linear(d, d, kernel_init=init, rngs=rngs)
+        self.output = nnx.Linear(d, d, kernel_init=out_init, rngs=rngs)
+
+    def _heads(self, projection: nnx.Linear, x: jax.Array, positions: jax.Array) -> jax.Array:
+        """Project and split the width into heads: (batch, T, d_model) -> (batch, T, heads, d_head)."""
+        batch, length, _ = x.shape
+        heads = projection(x).reshape(batch, length, self.n_head, self.d_head)
+        if self.rope_base is not None and projection is not self.value:
+            heads = apply_rope(heads, positions, self.rope_base)  # only queries and keys rotate
+        return heads
+
+    def _merge_heads(self, heads: jax.Array) -> jax.Array:
+        """Concatenate the heads and mix them: (batch, T, heads, d_head) -> (batch, T, d_model)."""
+        batch, length, _, _ = heads.shape
+        return self.output(heads.reshape(batch, length, self.n_head * self.d_head))
+
+    def __call__(
+        self, x: jax.Array, positions: jax.Array, *, fused: bool = False
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """Attention over a whole sequence. x: (batch, T, d_model); positions: (T,).
+
+        Returns the output (batch, T, d_model) and the weights (batch, heads, T, T), or
+        None for the weights on the fused path, which never materialises them.
+        """
+        q = self._heads(self.query, x, positions)  # (batch, T, heads, d_head)
+        k = self._heads(self.key, x, positions)
+        v = self._heads(self.value, x, positions)
+        if fused:
+            # The same formula in one XLA op (flash-style on GPU); tests check it matches.
+            return self._merge_heads(jax.nn.dot_product_attention(q, k, v, is_causal=True)), None
+        weights = attention_weights(q, k, causal_mask(positions, positions))  # (b, h, T, T)
+        return self._merge_heads(mix_values(weights, v)), weights
+
+    def decode(
+        self, x: jax.Array, position: jax.Array, cache: tuple[jax.Array, jax.Array]
+    ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+        """Attention for ONE new token, reusing the keys and values of earlier tokens.
+
+        x: (batch, 1, d_model); position: scalar index of the new token;
+        cache: keys and values so far, each (batch, block_size, heads, d_head).
+        Returns the output (batch, 1, d_model), the weights (batch, heads, 1, block_size)
+        and the cache with this token's key and value written at `position`.
+        """
+        positions = position[None]  # (1,)
+        q = self._heads(self.query, x, positions)  # (batch, 1, heads, d_head)
+        k = self._heads(self.key, x, positions)
+        v = self._heads(self.value, x, positions)
+        cached_k, cached_v = cache
+        cached_k = jax.lax.dynamic_update_slice_in_dim(cached_k, k, position, axis=1)
+        cached_v = jax.lax.dynamic_update_slice_in_dim(cached_v, v, position, axis=1)
+        # Slots after `position` are empty: the causal mask hides them like future tokens.
+        mask = causal_mask(positions, jnp.arange(cached_k.shape[1]))  # (1, block_size)
+        weights = attention_weights(q, cached_k, mask)  # (batch, heads, 1, block_size)
+        return self._merge_heads(mix_values(weights, cached_v)), weights, (cached_k, cached_v)

@@ -1,0 +1,177 @@
+"""The model folder: what `train.py` exports, the app loads and git ships.
+
+    model.safetensors  the weights, one named tensor per parameter (no pickle)
+    config.json        the GPTConfig that gives every size
+    tokenizer.json     the byte-level BPE tokenizer the model was trained with
+    metadata.json      data sources and counts, steps, tokens seen, validation figures
+    manifest.json      sha256 of each file above, checked before anything is used
+
+Loading checks everything before building the model, so a damaged folder is reported
+with the file at fault and never half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+from tokenizers import Tokenizer
+
+from model.config import ConfigError, GPTConfig
+from model.gpt import GPT
+
+WEIGHTS, CONFIG, TOKENIZER, METADATA, MANIFEST = (
+    "model.safetensors",
+    "config.json",
+    "tokenizer.json",
+    "metadata.json",
+    "manifest.json",
+)
+STORAGE_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
+
+
+class CheckpointError(Exception):
+    """A model folder that cannot be used; the message names the file and the fix."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _named_leaves(model: GPT) -> tuple[list[str], list[Any], Any]:
+    """Parameter names ('blocks.0.attention.query.kernel', ...), values and tree structure."""
+    pure = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(pure)
+    names = [".".join(str(getattr(part, "key", part)) for part in path) for path, _ in leaves]
+    return names, [value for _, value in leaves], treedef
+
+
+def parameters_to_flat(model: GPT) -> dict[str, Any]:
+    """{'blocks.0.attention.query.kernel': array, ...}: the model's parameters by name.
+
+    For a model built with nnx.eval_shape the values are shapes only.
+    """
+    names, values, _ = _named_leaves(model)
+    return dict(zip(names, values, strict=True))
+
+
+def set_parameters(model: GPT, tensors: dict[str, np.ndarray]) -> None:
+    """Overwrite the model's parameters in place from a {name: array} dict."""
+    names, _, treedef = _named_leaves(model)
+    state = nnx.state(model, nnx.Param)
+    new_leaves = [jnp.asarray(tensors[name]) for name in names]
+    state.replace_by_pure_dict(jax.tree_util.tree_unflatten(treedef, new_leaves))
+    nnx.update(model, state)
+
+
+def save_model(
+    model: GPT,
+    tokenizer: Tokenizer,
+    folder: str | Path,
+    metadata: dict[str, Any],
+    dtype: str = "float32",
+) -> Path:
+    """Write a model folder (see the module docstring); returns its path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    storage = STORAGE_DTYPES[dtype]
+    tensors = {k: np.asarray(v).astype(storage) for k, v in parameters_to_flat(model).items()}
+    save_file(tensors, folder / WEIGHTS)
+    (folder / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    tokenizer.save(str(folder / TOKENIZER))
+    (folder / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    files = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
+    manifest = {name: _sha256(folder / name) for name in files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
+def _check_manifest(folder: Path) -> None:
+    manifest_path = folder / MANIFEST
+    for name in (WEIGHTS, CONFIG, TOKENIZER, METADATA, MANIFEST):
+        if not (folder / name).is_file():
+            raise CheckpointError(
+                f"{folder / name} is missing: export the model again with train.py "
+                f"(a model folder needs {WEIGHTS}, {CONFIG}, {TOKENIZER}, {METADATA}, {MANIFEST})"
+            )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{manifest_path} is not valid JSON ({error})") from None
+    for name, expected in manifest.items():
+        if name not in (WEIGHTS, CONFIG, TOKENIZER, METADATA):
+            raise CheckpointError(f"{manifest_path} lists an unexpected file {name!r}")
+        if _sha256(folder / name) != expected:
+            raise CheckpointError(
+                f"{folder / name} does not match its sha256 in {MANIFEST}: the file is "
+                f"damaged or was edited; restore it or export the model again"
+            )
+
+
+def load_config(folder: str | Path) -> GPTConfig:
+    path = Path(folder) / CONFIG
+    try:
+        return GPTConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ConfigError) as error:
+        raise CheckpointError(f"{path}: {error}") from None
+
+
+def load_model(
+    folder: str | Path, verify: bool = True
+) -> tuple[GPT, Tokenizer, dict[str, Any]]:
+    """Load (model, tokenizer, metadata) from a model folder, or raise CheckpointError."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"{folder} is not a model folder: pass a folder written by train.py, "
+            f"such as checkpoints/punchline"
+        )
+    if verify:
+        _check_manifest(folder)
+    config = load_config(folder)
+    weights_path = folder / WEIGHTS
+    try:
+        tensors = load_file(weights_path)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{weights_path} cannot be read ({error})") from None
+    # Build the model's shapes without computing anything, then check every tensor.
+    abstract = nnx.eval_shape(lambda: GPT(config, rngs=nnx.Rngs(0)))
+    expected = {k: v.shape for k, v in parameters_to_flat(abstract).items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights_path} does not fit {CONFIG}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}; export config and weights together"
+        )
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != tuple(shape):
+            raise CheckpointError(
+                f"{weights_path}: {name} has shape {tuple(tensors[name].shape)} but "
+                f"{CONFIG} implies {tuple(shape)}; export config and weights together"
+            )
+    tokenizer_path = folder / TOKENIZER
+    try:
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    except Exception as error:  # tokenizers raises a bare Exception on bad JSON
+        raise CheckpointError(f"{tokenizer_path} cannot be read ({error})") from None
+    if tokenizer.get_vocab_size() != config.vocab_size:
+        raise CheckpointError(
+            f"{tokenizer_path} has {tokenizer.get_vocab_size()} tokens but {CONFIG} says "
+            f"vocab_size={config.vocab_size}: use the tokenizer the model was trained with"
+        )
+    model = GPT(config, rngs=nnx.Rngs(0))
+    set_parameters(model, {k: v.astype(np.float32) for k, v in tensors.items()})
+    try:
+        metadata = json.loads((folder / METADATA).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{folder / METADATA} is not valid JSON ({error})") from None
+    return model, tokenizer, metadata

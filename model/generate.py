@@ -1,0 +1,194 @@
+"""Writing jokes: an incremental decoder with a key/value cache, and a command line.
+
+Usage:
+    python -m model.generate --checkpoint checkpoints/punchline -n 5
+    python -m model.generate --checkpoint checkpoints/punchline --prompt "Why did the" --seed 3
+
+Generation feeds one token at a time through `GPT.decode_step`, which keeps every
+earlier token's keys and values in a cache instead of recomputing them. The step is
+compiled once (`jax.jit`) with fixed shapes: the cache always has `block_size` slots
+and the position, seed and sampling settings are array inputs, so no prompt, length
+or setting ever triggers a recompilation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from model.gpt import GPT
+from model.sampling import sample_token
+
+CANDIDATES = 5  # how many of the model's most likely next tokens each step reports
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 0.95
+    max_new_tokens: int = 96
+    seed: int = 0
+
+
+@dataclass
+class Step:
+    """What happened at one position of the sequence.
+
+    `token` is the token fed at `position`; `attention` is its attention over all
+    earlier positions, (layers, heads, position + 1). For generated tokens,
+    `candidates`/`probabilities` are the model's top choices for this position
+    (computed at the previous step) and `sampled` is True.
+    """
+
+    position: int
+    token: int
+    attention: np.ndarray
+    sampled: bool
+    candidates: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]  # the whole sequence: start token, prompt, generated tokens
+    prompt_length: int  # start token + prompt tokens
+    attention: np.ndarray  # (layers, heads, T, T) over the whole sequence
+    candidates: list[tuple[list[int], list[float]]]  # per generated token: top ids, probs
+    ended: bool  # True if the model chose to end the joke (end-of-joke token)
+    trimmed: int  # prompt tokens dropped from the left to fit the context
+
+
+class Generator:
+    """Holds a model and its compiled decode step; one instance serves every request."""
+
+    def __init__(self, model: GPT, end_of_joke: int):
+        self.config = model.config
+        self.end_of_joke = end_of_joke
+        graphdef, self.params = nnx.split(model)
+
+        def step(params, token, position, cache, key, temperature, top_k, top_p):
+            decoder = nnx.merge(graphdef, params)
+            logits, attention, cache = decoder.decode_step(token, position, cache)
+            next_token = sample_token(key, logits, temperature, top_k, top_p)
+            top_probs, top_ids = jax.lax.top_k(jax.nn.softmax(logits, axis=-1), CANDIDATES)
+            return next_token, top_ids, top_probs, attention, cache
+
+        # The cache is donated: XLA updates it in place instead of copying it each step.
+        self._step = jax.jit(step, donate_argnums=3)
+        self._empty_cache = model.init_cache
+
+    def stream(self, prompt_ids: list[int], settings: SamplingSettings) -> Iterator[Step]:
+        """Yield a Step for the start token, each prompt token, then each new token."""
+        block = self.config.block_size
+        # The end-of-joke token also opens every joke: the model learned to start after it.
+        prefix = [self.end_of_joke, *prompt_ids][-block:]
+        budget = max(0, min(settings.max_new_tokens, block - len(prefix)))
+        key = jax.random.key(settings.seed)
+        temperature = jnp.float32(settings.temperature)
+        top_k = jnp.int32(settings.top_k)
+        top_p = jnp.float32(settings.top_p)
+        cache = self._empty_cache(1)
+        sequence = list(prefix)
+        generated = 0
+        candidates = probabilities = None
+        position = 0
+        while position < len(sequence):
+            token = jnp.asarray([sequence[position]], dtype=jnp.int32)
+            next_token, top_ids, top_probs, attention, cache = self._step(
+                self.params,
+                token,
+                jnp.int32(position),
+                cache,
+                jax.random.fold_in(key, position),
+                temperature,
+                top_k,
+                top_p,
+            )
+            yield Step(
+                position=position,
+                token=sequence[position],
+                attention=np.asarray(attention[0, :, :, : position + 1]),
+                sampled=position >= len(prefix),
+                candidates=candidates,
+                probabilities=probabilities,
+            )
+            position += 1
+            if position == len(sequence) and generated < budget:
+                chosen = int(next_token[0])
+                if chosen == self.end_of_joke:
+                    return
+                sequence.append(chosen)
+                generated += 1
+                candidates, probabilities = np.asarray(top_ids[0]), np.asarray(top_probs[0])
+
+    def generate(self, prompt_ids: list[int], settings: SamplingSettings) -> Generation:
+        """Run `stream` to the end and collect the whole sequence and its attention."""
+        block = self.config.block_size
+        steps = list(self.stream(prompt_ids, settings))
+        prefix_length = min(len(prompt_ids) + 1, block)
+        length = len(steps)
+        layers, heads = steps[0].attention.shape[:2]
+        attention = np.zeros((layers, heads, length, length), dtype=np.float32)
+        for s in steps:
+            attention[:, :, s.position, : s.position + 1] = s.attention
+        generated = steps[prefix_length:]
+        budget = min(settings.max_new_tokens, block - prefix_length)
+        return Generation(
+            token_ids=[s.token for s in steps],
+            prompt_length=prefix_length,
+            attention=attention,
+            candidates=[(s.candidates.tolist(), s.probabilities.tolist()) for s in generated],
+            ended=len(generated) < budget,
+            trimmed=max(0, len(prompt_ids) + 1 - block),
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from data.tokenizer import decode, encode, end_of_joke_id
+    from model.checkpoint import CheckpointError, load_model
+
+    parser = argparse.ArgumentParser(
+        prog="python -m model.generate",
+        description="Print jokes sampled from a trained Punchline model folder.",
+    )
+    parser.add_argument("--checkpoint", default="checkpoints/punchline", help="model folder")
+    parser.add_argument("-n", "--num", type=int, default=5, help="how many jokes to print")
+    parser.add_argument("--prompt", default="", help="opening words to continue")
+    defaults = SamplingSettings()
+    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="0 keeps all")
+    parser.add_argument("--top-p", type=float, default=defaults.top_p, help="1.0 keeps all")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the first joke")
+    args = parser.parse_args(argv)
+    try:
+        model, tokenizer, _ = load_model(args.checkpoint)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    generator = Generator(model, end_of_joke_id(tokenizer))
+    prompt_ids = encode(tokenizer, args.prompt)
+    for i in range(args.num):
+        settings = SamplingSettings(
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed + i,
+        )
+        result = generator.generate(prompt_ids, settings)
+        text = decode(tokenizer, result.token_ids[1:])
+        print(f"[seed {settings.seed}] {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

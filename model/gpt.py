@@ -1,0 +1,165 @@
+"""The GPT: a stack of transformer blocks between an embedding and a language-model head.
+
+Follow one token through `GPT.__call__`:
+
+1. its id becomes a d_model-wide vector (token embedding), plus a vector for its
+   position (unless RoPE, which rotates queries and keys inside attention instead);
+2. each block updates that vector twice, always by *adding* to it (the residual stream):
+   first with what attention gathered from earlier tokens, then with what the
+   feed-forward network computes from it; each sub-layer reads a layer-normalised copy
+   of the stream (pre-layer-norm, as in GPT-2), which keeps deep stacks trainable;
+3. a final layer norm, then a product with the embedding matrix (tied weights) turns
+   the vector into one score (logit) per vocabulary entry: softmax(logits) is the
+   model's guess for the *next* token.
+
+Shapes, with B = batch, T = tokens, V = vocab_size, L = n_layer, H = n_head:
+
+    tokens (B, T) -> embeddings (B, T, d_model) -> blocks (B, T, d_model)
+    -> logits (B, T, V); attention weights (B, L, H, T, T)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from model.attention import MultiHeadAttention
+from model.config import GPTConfig
+from model.feed_forward import FeedForward
+from model.positional import PositionalEncoding
+
+# Keys and values of every earlier token, per layer: ((B, block_size, H, d_head) x 2) x L.
+KVCache = tuple[tuple[jax.Array, jax.Array], ...]
+
+
+class Block(nnx.Module):
+    """One transformer block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
+
+    def __init__(self, config: GPTConfig, *, rngs: nnx.Rngs):
+        self.attention_norm = nnx.LayerNorm(config.d_model, epsilon=config.layer_norm_eps, rngs=rngs)
+        self.attention = MultiHeadAttention(config, rngs=rngs)
+        self.feed_forward_norm = nnx.LayerNorm(
+            config.d_model, epsilon=config.layer_norm_eps, rngs=rngs
+        )
+        self.feed_forward = FeedForward(config, rngs=rngs)
+        self.dropout = nnx.Dropout(config.dropout)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        *,
+        fused: bool = False,
+        rngs: nnx.Rngs | None = None,
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """x: (B, T, d_model) -> (B, T, d_model) and this block's weights (B, H, T, T)."""
+        drop = rngs is None  # dropout only while training, i.e. when given random keys
+        attended, weights = self.attention(self.attention_norm(x), positions, fused=fused)
+        x = x + self.dropout(attended, deterministic=drop, rngs=rngs)
+        x = x + self.dropout(
+            self.feed_forward(self.feed_forward_norm(x)), deterministic=drop, rngs=rngs
+        )
+        return x, weights
+
+    def decode(
+        self, x: jax.Array, position: jax.Array, cache: tuple[jax.Array, jax.Array]
+    ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+        """The same block for one new token (B, 1, d_model), reading and extending the cache."""
+        attended, weights, cache = self.attention.decode(self.attention_norm(x), position, cache)
+        x = x + attended
+        x = x + self.feed_forward(self.feed_forward_norm(x))
+        return x, weights, cache
+
+
+class GPT(nnx.Module):
+    def __init__(self, config: GPTConfig, *, rngs: nnx.Rngs):
+        config.validate()
+        self.config = config
+        init = nnx.initializers.normal(stddev=config.init_std)
+        self.token_embedding = nnx.Embed(
+            config.vocab_size, config.d_model, embedding_init=init, rngs=rngs
+        )
+        self.positional = PositionalEncoding(config, rngs=rngs)
+        self.dropout = nnx.Dropout(config.dropout)
+        self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.n_layer)])
+        self.final_norm = nnx.LayerNorm(config.d_model, epsilon=config.layer_norm_eps, rngs=rngs)
+        if not config.tie_embeddings:
+            self.lm_head = nnx.Linear(
+                config.d_model, config.vocab_size, use_bias=False, kernel_init=init, rngs=rngs
+            )
+
+    def embed(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
+        """Token ids (B, T) at `positions` (T,) -> input vectors (B, T, d_model)."""
+        x = self.token_embedding(tokens)  # (B, T, d_model)
+        if self.positional.is_additive:
+            x = x + self.positional(positions)[None]  # (1, T, d_model) broadcast over the batch
+        return x
+
+    def head(self, x: jax.Array) -> jax.Array:
+        """Final norm and projection to vocabulary scores: (B, T, d_model) -> (B, T, V)."""
+        x = self.final_norm(x)
+        if self.config.tie_embeddings:
+            return self.token_embedding.attend(x)  # x @ embedding^T: reuse the input matrix
+        return self.lm_head(x)
+
+    def __call__(
+        self,
+        tokens: jax.Array,
+        *,
+        rngs: nnx.Rngs | None = None,
+        fused: bool = False,
+        return_attention: bool = False,
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """Next-token logits for every position of `tokens` (B, T), T <= block_size.
+
+        rngs: random keys for dropout while training; None means no dropout (evaluation).
+        fused: use the fused attention op (faster training; cannot return weights).
+        return_attention: also return every layer's weights, (B, L, H, T, T); the
+        logits are the same either way.
+        """
+        length = tokens.shape[1]
+        if length > self.config.block_size:
+            raise ValueError(
+                f"sequence of {length} tokens is longer than the context "
+                f"(block_size={self.config.block_size}): trim it from the left"
+            )
+        if fused and return_attention:
+            raise ValueError("the fused attention path cannot return weights: use fused=False")
+        positions = jnp.arange(length)
+        x = self.dropout(self.embed(tokens, positions), deterministic=rngs is None, rngs=rngs)
+        all_weights = []
+        for block in self.blocks:
+            x, weights = block(x, positions, fused=fused, rngs=rngs)
+            all_weights.append(weights)
+        attention = jnp.stack(all_weights, axis=1) if return_attention else None
+        return self.head(x), attention
+
+    def init_cache(self, batch_size: int) -> KVCache:
+        """An empty key/value cache: zeros for every layer, position and head."""
+        c = self.config
+        shape = (batch_size, c.block_size, c.n_head, c.d_head)
+        return tuple((jnp.zeros(shape), jnp.zeros(shape)) for _ in range(c.n_layer))
+
+    def decode_step(
+        self, token: jax.Array, position: jax.Array, cache: KVCache
+    ) -> tuple[jax.Array, jax.Array, KVCache]:
+        """Feed ONE token (B,) at `position` and get the next-token logits (B, V).
+
+        Earlier tokens are not recomputed: their keys and values come from `cache`.
+        Also returns this token's attention over all block_size slots, (B, L, H, block_size)
+        (zero beyond `position`), and the updated cache.
+        """
+        x = self.embed(token[:, None], position[None])  # (B, 1, d_model)
+        rows, new_cache = [], []
+        for block, layer_cache in zip(self.blocks, cache, strict=True):
+            x, weights, layer_cache = block.decode(x, position, layer_cache)
+            rows.append(weights[:, :, 0, :])  # (B, H, block_size)
+            new_cache.append(layer_cache)
+        logits = self.head(x)[:, 0, :]  # (B, V)
+        return logits, jnp.stack(rows, axis=1), tuple(new_cache)
+
+
+def count_parameters(model: nnx.Module) -> int:
+    """Number of trainable numbers in the model."""
+    return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
