@@ -68,7 +68,7 @@ def set_parameters(model: GPT, tensors: dict[str, np.ndarray]) -> None:
     names, _, treedef = _named_leaves(model)
     state = nnx.state(model, nnx.Param)
     new_leaves = [jnp.asarray(tensors[name]) for name in names]
-    state.replace_by_pure_dict(jax.tree_util.tree_unflatten(treedef, new_leaves))
+    nnx.replace_by_pure_dict(state, jax.tree_util.tree_unflatten(treedef, new_leaves))
     nnx.update(model, state)
 
 

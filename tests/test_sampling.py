@@ -1,0 +1,120 @@
+"""Sampling settings and the compiled incremental generator."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from model.config import GPTConfig
+from model.generate import CANDIDATES, Generator, SamplingSettings
+from model.gpt import GPT
+from model.sampling import filter_logits, sample_token
+
+LOGITS = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+END = 0
+
+
+def kept(temperature=1.0, top_k=0, top_p=1.0) -> list[int]:
+    filtered = filter_logits(LOGITS, jnp.float32(temperature), jnp.int32(top_k), jnp.float32(top_p))
+    return [i for i in range(4) if np.isfinite(filtered[0, i])]
+
+
+def test_top_k_keeps_exactly_the_k_most_likely():
+    assert kept(top_k=0) == [0, 1, 2, 3]
+    assert kept(top_k=1) == [0]
+    assert kept(top_k=3) == [0, 1, 2]
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    assert kept(top_p=0.5) == [0]
+    assert kept(top_p=0.6) == [0, 1]
+    assert kept(top_p=0.8) == [0, 1]
+    assert kept(top_p=0.81) == [0, 1, 2]
+    assert kept(top_p=0.01) == [0]  # the most likely token always survives
+
+
+def test_temperature_sharpens_and_flattens():
+    def probs(t: float) -> np.ndarray:
+        filtered = filter_logits(LOGITS, jnp.float32(t), jnp.int32(0), jnp.float32(1.0))
+        return np.asarray(jax.nn.softmax(filtered))[0]
+
+    np.testing.assert_allclose(probs(1.0), [0.5, 0.3, 0.15, 0.05], rtol=1e-5)
+    assert probs(0.5)[0] > 0.5 > probs(2.0)[0]
+
+
+def test_zero_temperature_is_greedy_and_sampling_follows_the_distribution():
+    keys = jax.random.split(jax.random.key(0), 4000)
+    batch = jnp.repeat(LOGITS, 4000, axis=0)
+    greedy = sample_token(keys[0], batch, jnp.float32(0.0), jnp.int32(0), jnp.float32(1.0))
+    assert set(np.asarray(greedy).tolist()) == {0}
+    drawn = sample_token(keys[1], batch, jnp.float32(1.0), jnp.int32(0), jnp.float32(1.0))
+    frequencies = np.bincount(np.asarray(drawn), minlength=4) / 4000
+    np.testing.assert_allclose(frequencies, [0.5, 0.3, 0.15, 0.05], atol=0.03)
+
+
+def make_generator(block_size: int = 32) -> Generator:
+    config = GPTConfig(vocab_size=50, block_size=block_size, n_layer=2, n_head=2, d_model=16, d_ff=32)
+    return Generator(GPT(config, rngs=nnx.Rngs(0)), end_of_joke=END)
+
+
+def test_same_seed_same_joke_and_different_seeds_differ():
+    generator = make_generator()
+    settings = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=20, seed=7)
+    a = generator.generate([3, 4, 5], settings)
+    b = generator.generate([3, 4, 5], settings)
+    assert a.token_ids == b.token_ids
+    others = {
+        tuple(generator.generate([3, 4, 5], SamplingSettings(seed=s, temperature=1.0)).token_ids)
+        for s in range(5)
+    }
+    assert len(others) > 1
+
+
+def test_generation_returns_the_whole_sequence_with_its_attention():
+    generator = make_generator()
+    result = generator.generate([3, 4, 5], SamplingSettings(max_new_tokens=10, seed=1))
+    length = len(result.token_ids)
+    assert result.token_ids[:4] == [END, 3, 4, 5]
+    assert result.prompt_length == 4
+    assert 4 < length <= 14
+    assert result.attention.shape == (2, 2, length, length)
+    np.testing.assert_allclose(result.attention.sum(-1), 1.0, atol=1e-5)
+    assert len(result.candidates) == length - 4
+    for (ids, probs), token in zip(result.candidates, result.token_ids[4:], strict=True):
+        assert len(ids) == CANDIDATES and probs == sorted(probs, reverse=True)
+        assert token not in (END,)
+
+
+def test_generation_equals_one_full_forward_pass_over_the_final_sequence():
+    generator = make_generator()
+    result = generator.generate([7, 8], SamplingSettings(max_new_tokens=25, seed=3, temperature=1.0))
+    model = GPT(generator.config, rngs=nnx.Rngs(0))  # the same seed: the same weights
+    logits, attention = model(jnp.asarray([result.token_ids]), return_attention=True)
+    np.testing.assert_allclose(result.attention, np.asarray(attention[0]), atol=1e-5)
+    probs = jax.nn.softmax(logits[0], axis=-1)
+    for offset, (ids, top) in enumerate(result.candidates):
+        position = result.prompt_length - 1 + offset  # the step that predicted this token
+        np.testing.assert_allclose(np.asarray(probs[position, ids]), top, atol=1e-5)
+
+
+def test_long_prompts_are_trimmed_from_the_left_and_length_is_capped():
+    generator = make_generator(block_size=16)
+    prompt = list(range(1, 40))
+    result = generator.generate(prompt, SamplingSettings(max_new_tokens=100))
+    assert result.trimmed == 40 - 16
+    assert result.token_ids == prompt[-16:]
+    assert len(generator.generate([1, 2], SamplingSettings(max_new_tokens=100)).token_ids) <= 16
+
+
+def test_no_recompilation_for_new_prompts_lengths_or_settings():
+    generator = make_generator()
+    generator.generate([1], SamplingSettings(max_new_tokens=3))
+    compiled = generator._step._cache_size()
+    for prompt, settings in [
+        ([2, 3, 4, 5, 6], SamplingSettings(temperature=0.3, top_k=5, top_p=0.5, max_new_tokens=9)),
+        ([], SamplingSettings(temperature=1.7, top_k=0, top_p=1.0, max_new_tokens=20, seed=99)),
+    ]:
+        generator.generate(prompt, settings)
+    assert generator._step._cache_size() == compiled == 1
