@@ -71,7 +71,10 @@ class MultiHeadAttention(nnx.Module):
         self.output = nnx.Linear(d, d, kernel_init=out_init, rngs=rngs)
 
     def _heads(self, projection: nnx.Linear, x: jax.Array, positions: jax.Array) -> jax.Array:
-        """Project and split the width into heads: (batch, T, d_model) -> (batch, T, heads, d_head)."""
+        """Project, then split the width into heads.
+
+        (batch, T, d_model) -> (batch, T, heads, d_head)
+        """
         batch, length, _ = x.shape
         heads = projection(x).reshape(batch, length, self.n_head, self.d_head)
         if self.rope_base is not None and projection is not self.value:

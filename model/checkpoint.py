@@ -124,9 +124,7 @@ def load_config(folder: str | Path) -> GPTConfig:
         raise CheckpointError(f"{path}: {error}") from None
 
 
-def load_model(
-    folder: str | Path, verify: bool = True
-) -> tuple[GPT, Tokenizer, dict[str, Any]]:
+def load_model(folder: str | Path, verify: bool = True) -> tuple[GPT, Tokenizer, dict[str, Any]]:
     """Load (model, tokenizer, metadata) from a model folder, or raise CheckpointError."""
     folder = Path(folder)
     if not folder.is_dir():

@@ -51,9 +51,8 @@ class GPTConfig:
                 f"choose a width that is a multiple of the head count"
             )
         if self.positional not in POSITIONAL_KINDS:
-            raise ConfigError(
-                f"positional={self.positional!r} is unknown: use one of {', '.join(POSITIONAL_KINDS)}"
-            )
+            kinds = ", ".join(POSITIONAL_KINDS)
+            raise ConfigError(f"positional={self.positional!r} is unknown: use one of {kinds}")
         if self.positional == "rope" and self.d_head % 2:
             raise ConfigError(
                 f"RoPE rotates pairs of features, so d_head={self.d_head} must be even: "

@@ -37,7 +37,9 @@ class Block(nnx.Module):
     """One transformer block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
 
     def __init__(self, config: GPTConfig, *, rngs: nnx.Rngs):
-        self.attention_norm = nnx.LayerNorm(config.d_model, epsilon=config.layer_norm_eps, rngs=rngs)
+        self.attention_norm = nnx.LayerNorm(
+            config.d_model, epsilon=config.layer_norm_eps, rngs=rngs
+        )
         self.attention = MultiHeadAttention(config, rngs=rngs)
         self.feed_forward_norm = nnx.LayerNorm(
             config.d_model, epsilon=config.layer_norm_eps, rngs=rngs

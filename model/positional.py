@@ -62,7 +62,9 @@ class PositionalEncoding(nnx.Module):
         self.is_additive = config.positional != "rope"
         if config.positional == "learned":
             init = nnx.initializers.normal(stddev=config.init_std)
-            self.table = nnx.Embed(config.block_size, config.d_model, embedding_init=init, rngs=rngs)
+            self.table = nnx.Embed(
+                config.block_size, config.d_model, embedding_init=init, rngs=rngs
+            )
 
     def __call__(self, positions: jax.Array) -> jax.Array:
         if self.kind == "learned":

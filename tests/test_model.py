@@ -72,9 +72,7 @@ def test_fused_attention_matches_the_explicit_formula(positional):
     explicit, _ = model(tokens)
     fused, _ = model(tokens, fused=True)
     np.testing.assert_allclose(explicit, fused, atol=1e-5, rtol=1e-5)
-    grads = [
-        jax.grad(lambda m, f=f: m(tokens, fused=f)[0].sum())(model) for f in (False, True)
-    ]
+    grads = [jax.grad(lambda m, f=f: m(tokens, fused=f)[0].sum())(model) for f in (False, True)]
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
 

@@ -55,7 +55,9 @@ def test_zero_temperature_is_greedy_and_sampling_follows_the_distribution():
 
 
 def make_generator(block_size: int = 32) -> Generator:
-    config = GPTConfig(vocab_size=50, block_size=block_size, n_layer=2, n_head=2, d_model=16, d_ff=32)
+    config = GPTConfig(
+        vocab_size=50, block_size=block_size, n_layer=2, n_head=2, d_model=16, d_ff=32
+    )
     return Generator(GPT(config, rngs=nnx.Rngs(0)), end_of_joke=END)
 
 
@@ -89,7 +91,9 @@ def test_generation_returns_the_whole_sequence_with_its_attention():
 
 def test_generation_equals_one_full_forward_pass_over_the_final_sequence():
     generator = make_generator()
-    result = generator.generate([7, 8], SamplingSettings(max_new_tokens=25, seed=3, temperature=1.0))
+    result = generator.generate(
+        [7, 8], SamplingSettings(max_new_tokens=25, seed=3, temperature=1.0)
+    )
     model = GPT(generator.config, rngs=nnx.Rngs(0))  # the same seed: the same weights
     logits, attention = model(jnp.asarray([result.token_ids]), return_attention=True)
     np.testing.assert_allclose(result.attention, np.asarray(attention[0]), atol=1e-5)

@@ -1,0 +1,267 @@
+"""Read joke texts from CSV, TSV, JSON, JSON Lines and plain-text files, gzipped or not.
+
+Scraped joke collections are messy, so a loader never stops at a bad row: it skips the row and
+counts it as malformed, and the cleaning report shows the count. A problem with a whole file
+(missing, unknown format, no text column) raises DataError with a one-line fix instead.
+
+Bytes that are not valid UTF-8 are decoded with `surrogateescape`, which turns each bad byte into
+a lone surrogate character. Such characters cannot be valid text, so any record that contains one
+is exactly a record with undecodable bytes, and is counted as malformed.
+"""
+
+import glob
+import gzip
+import io
+import json
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import pyjokes
+
+from data.errors import DataError
+
+DEFAULT_CSV_COLUMN = "Joke"
+# Field names that hold the joke in the JSON collections we know (stupidstuff.json uses "body").
+DEFAULT_JSON_FIELDS = ("body", "joke", "text")
+SUPPORTED_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt")
+GZIP_MAGIC = b"\x1f\x8b"
+GLOB_CHARACTERS = ("*", "?", "[")
+
+# Undecodable bytes become lone surrogates (see the module docstring).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# One or more blank lines (which may hold spaces): the joke separator of multi-line text files.
+_BLANK_LINES = re.compile(r"\n\s*\n")
+
+
+@dataclass
+class Source:
+    """The jokes of one file: the texts that parsed, and how many records were seen and skipped."""
+
+    path: str
+    texts: list[str]
+    read: int
+    malformed: int
+
+
+def load_sources(paths: Sequence[str], text_column: str | None = None) -> list[Source]:
+    """Load every file named in `paths`, in order.
+
+    An entry may be a file, a glob (expanded in sorted order), or a directory, which stands for
+    every file of a supported format under it, sorted (so a README next to the data is skipped).
+
+    `text_column` names the CSV column or JSON field that holds the joke when it is not one of
+    the defaults ("Joke" for CSV; "body", "joke" or "text" for JSON).
+    """
+    if not paths:
+        raise DataError("no data files given; pass --data PATH (a file or a glob)")
+    files = [file for entry in paths for file in _expand(entry)]
+    return [_load_file(file, text_column) for file in files]
+
+
+def default_corpus() -> Source:
+    """The jokes that ship inside the `oneliners` and `pyjokes` packages (a few thousand).
+
+    This lets a fresh clone train without any corpus on disk. The `oneliners` files are read
+    directly because its own API imports pkg_resources, which recent setuptools no longer has.
+    """
+    values: list[object] = []
+    data_dir = resources.files("oneliners").joinpath("data")
+    for resource in sorted(data_dir.iterdir(), key=lambda item: item.name):
+        if resource.name.endswith(".txt.gz"):
+            values.extend(_text_file_values(_decode(gzip.decompress(resource.read_bytes()))))
+    values.extend(pyjokes.get_jokes(language="en", category="all"))
+    return _source("built-in: oneliners + pyjokes", values)
+
+
+def _expand(entry: str) -> list[str]:
+    """Turn one --data entry into the files it names (a literal path wins over a glob)."""
+    path = Path(entry)
+    if path.is_file():
+        return [entry]
+    if path.is_dir():
+        files = sorted(str(file) for file in path.rglob("*") if _is_supported(file))
+        if not files:
+            supported = ", ".join(SUPPORTED_SUFFIXES)
+            raise DataError(f"{entry}: no {supported} files in this directory; check the path")
+        return files
+    if any(character in entry for character in GLOB_CHARACTERS):
+        matches = sorted(glob.glob(entry, recursive=True))
+        files = [match for match in matches if Path(match).is_file()]
+        if not files:
+            raise DataError(f"{entry}: no files match this pattern; check the pattern and the path")
+        return files
+    raise DataError(f"{entry}: file not found; check the path (relative to {Path.cwd()})")
+
+
+def _load_file(path: str, text_column: str | None) -> Source:
+    suffix = _format_suffix(path)
+    text = _decode(_read_bytes(path))
+    if suffix == ".csv":
+        values = _csv_values(text, path, text_column)
+    elif suffix == ".tsv":
+        values = _tsv_values(text)
+    elif suffix == ".txt":
+        values = _text_file_values(text)
+    else:
+        values = _json_values(text, path, text_column)
+    return _source(path, values)
+
+
+def _format_suffix(path: str) -> str:
+    suffix = _suffix(path)
+    if suffix not in SUPPORTED_SUFFIXES:
+        supported = ", ".join(SUPPORTED_SUFFIXES)
+        raise DataError(
+            f"{path}: unknown format '{suffix or Path(path).name}'; "
+            f"supported: {supported} (each also .gz)"
+        )
+    return suffix
+
+
+def _is_supported(path: Path) -> bool:
+    return path.is_file() and _suffix(path) in SUPPORTED_SUFFIXES
+
+
+def _suffix(path: str | Path) -> str:
+    """The format part of a file name: ".csv" for both "jokes.csv" and "jokes.csv.gz"."""
+    return Path(Path(path).name.lower().removesuffix(".gz")).suffix
+
+
+def _read_bytes(path: str) -> bytes:
+    """The file's bytes, decompressed when they are gzip (recognised by content, not name)."""
+    raw = Path(path).read_bytes()
+    if not raw.startswith(GZIP_MAGIC):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path}: damaged gzip file ({error}); download it again") from error
+
+
+def _decode(raw: bytes) -> str:
+    # utf-8-sig drops a byte-order mark, which spreadsheet programs like to add.
+    return raw.decode("utf-8-sig", errors="surrogateescape")
+
+
+def _source(path: str, values: Sequence[object]) -> Source:
+    """Keep the values that are clean text; count everything else as malformed."""
+    texts = [value for value in values if isinstance(value, str) and not _SURROGATE.search(value)]
+    return Source(path=path, texts=texts, read=len(values), malformed=len(values) - len(texts))
+
+
+def _csv_values(text: str, path: str, text_column: str | None) -> list[object]:
+    """One value per CSV row: the text cell, or None for a row that does not parse."""
+    bad_rows = 0
+
+    def count_bad_row(row: list[str]) -> None:
+        nonlocal bad_rows
+        bad_rows += 1
+
+    try:
+        # The python engine is the one that reports bad rows to a callback (so they are counted)
+        # and that copes with NUL characters and lone surrogates in cells.
+        table = pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            engine="python",
+            on_bad_lines=count_bad_row,
+            index_col=False,
+        )
+    except pd.errors.EmptyDataError:
+        return []
+    except pd.errors.ParserError as error:
+        reason = str(error).splitlines()[0]
+        message = f"{path}: not a readable CSV file ({reason}); fix or re-export it"
+        raise DataError(message) from error
+    column = text_column or DEFAULT_CSV_COLUMN
+    if column not in table.columns:
+        names = [str(name) for name in table.columns]
+        raise DataError(
+            _missing_field_message(path, "column", column, names, table.to_dict("records"))
+        )
+    # A row with too few cells gets NaN (not a str) in the text column: counted as malformed.
+    return [*table[column].tolist(), *([None] * bad_rows)]
+
+
+def _tsv_values(text: str) -> list[object]:
+    """One value per `score<TAB>joke` line; the joke may itself contain tabs."""
+    values: list[object] = []
+    # Split on "\n" only: str.splitlines would also split on characters such as U+2028 that
+    # can occur inside a joke.
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
+        if not line:
+            continue
+        score, tab, joke = line.partition("\t")
+        values.append(joke if tab and _is_number(score) else None)
+    return values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _json_values(text: str, path: str, text_column: str | None) -> list[object]:
+    """One value per record of a JSON list, or per line of a JSON Lines file."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        records = [_json_line(line) for line in text.split("\n") if line.strip()]
+    else:
+        records = document if isinstance(document, list) else [document]
+    objects = [record for record in records if isinstance(record, dict)]
+    field = text_column or next(
+        (name for name in DEFAULT_JSON_FIELDS if any(name in item for item in objects)),
+        DEFAULT_JSON_FIELDS[0],
+    )
+    if objects and not any(field in item for item in objects):
+        names = list(dict.fromkeys(name for item in objects for name in item))
+        raise DataError(_missing_field_message(path, "field", field, names, objects))
+    # A bare string in the list is taken as a joke; anything else without the field is malformed.
+    return [record.get(field) if isinstance(record, dict) else record for record in records]
+
+
+def _json_line(line: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def _text_file_values(text: str) -> list[str]:
+    """Jokes of a text file: one per line, or one per paragraph if there are blank lines."""
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        return []
+    if _BLANK_LINES.search(text):
+        return _BLANK_LINES.split(text)
+    return text.split("\n")
+
+
+def _missing_field_message(
+    path: str, kind: str, wanted: str, names: list[str], records: list[dict]
+) -> str:
+    """Name the missing column or field, list the ones there are, and suggest the likeliest."""
+    if not names or any(_SURROGATE.search(str(name)) for name in names):
+        return f"{path}: no {kind} {wanted!r}, nor any readable {kind} names; check the file format"
+
+    def mean_text_length(name: str) -> float:
+        values = [record.get(name) for record in records]
+        return sum(len(value) for value in values if isinstance(value, str)) / max(len(values), 1)
+
+    # The joke is usually the longest text in a record, so that is the column to suggest.
+    likeliest = max(names, key=mean_text_length)
+    return (
+        f"{path}: no {kind} {wanted!r} ({kind}s: {', '.join(map(str, names))}); "
+        f"pass --text-column {likeliest}"
+    )
