@@ -115,7 +115,7 @@ class Generator:
             yield Step(
                 position=position,
                 token=sequence[position],
-                attention=np.asarray(attention[0, :, :, : position + 1]),
+                attention=np.asarray(attention[0])[:, :, : position + 1],
                 sampled=position >= len(prefix),
                 candidates=candidates,
                 probabilities=probabilities,

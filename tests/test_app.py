@@ -1,0 +1,409 @@
+"""The web app: input checks and HTML drawing on their own, then the real server through its API.
+
+The server tests start `python app.py` once, on a tiny random-weights model trained here in a
+few seconds, and call it with gradio_client as a program would. tests/test_browser.py reuses
+the same server (see `running_server`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import math
+import os
+import random
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+import httpx
+import numpy as np
+import pytest
+from flax import nnx
+from gradio_client import Client
+
+import app
+import visuals
+from data.tokenizer import encode, train_tokenizer
+from model.checkpoint import save_model
+from model.config import GPTConfig
+from model.generate import main as generate_main
+from model.gpt import GPT
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = dict(block_size=64, n_layer=2, n_head=2, d_model=32, d_ff=64)
+VOCAB_SIZE = 400
+
+
+def joke_like_lines(count: int = 400) -> list[str]:
+    """Made-up joke-shaped lines, enough for the tokenizer to learn some merges."""
+    rng = random.Random(0)
+    who = ["chicken", "duck", "robot", "ghost", "penguin", "pirate", "snail", "banana", "cat"]
+    did = ["cross the road", "walk into a bar", "open a bakery", "call the doctor", "go to school"]
+    why = ["it was bored", "the bar was closed", "nobody told it not to", "of the pun"]
+    return [
+        f"Why did the {rng.choice(who)} {rng.choice(did)}?\nBecause {rng.choice(why)}!"
+        for _ in range(count)
+    ]
+
+
+@functools.cache
+def model_folder() -> Path:
+    """A complete model folder with random weights; built once per test session."""
+    tokenizer = train_tokenizer(joke_like_lines(), vocab_size=VOCAB_SIZE)
+    config = GPTConfig(vocab_size=tokenizer.get_vocab_size(), **CONFIG)
+    model = GPT(config, rngs=nnx.Rngs(0))
+    folder = Path(tempfile.mkdtemp(prefix="punchline-test-")) / "model"
+    atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)  # after the server stops
+    return save_model(model, tokenizer, folder, metadata={})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(checkpoint: Path, timeout: float = 120.0) -> tuple[str, subprocess.Popen]:
+    """Run `python app.py` on a free port; return its URL once it answers."""
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="punchline-app-")) / "app.log"
+    env = {**os.environ, "PUNCHLINE_CHECKPOINT": str(checkpoint), "GRADIO_SERVER_PORT": str(port)}
+    env |= {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    with log.open("w") as output:  # the server keeps its own copy of the file handle
+        process = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    atexit.register(stop_server, process)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return url, process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_server(process)
+    pytest.fail(f"app.py did not start; its output:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@functools.cache
+def running_server() -> str:
+    """One server for every test module of the session (stopped when pytest exits)."""
+    started = time.perf_counter()
+    url, _ = start_server(model_folder())
+    print(f"\napp.py ready in {time.perf_counter() - started:.1f} s")
+    return url
+
+
+@pytest.fixture(scope="module")
+def client() -> Client:
+    return Client(running_server(), verbose=False)
+
+
+@pytest.fixture(scope="module")
+def writer() -> app.JokeWriter:
+    return app.JokeWriter(model_folder())
+
+
+def generate(client: Client, **kwargs) -> dict:
+    return client.predict(api_name="/generate", **kwargs)
+
+
+# ---------------------------------------------------------------- checks on their own
+
+SIZES = dict(vocab_size=VOCAB_SIZE, block_size=64)
+GOOD = dict(temperature=0.8, top_k=50, top_p=0.95, max_new_tokens=20, seed=7)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(temperature=0, top_k=0, top_p=1, max_new_tokens=1, seed=0),
+        dict(temperature=2, top_k=VOCAB_SIZE, top_p=1e-6, max_new_tokens=64, seed=2**31 - 1),
+        dict(top_k=5.0, max_new_tokens=10.0, seed=3.0),  # whole numbers sent as floats
+    ],
+)
+def test_settings_at_the_edges_of_their_ranges_are_accepted(changes):
+    settings = app.validate_settings(**(GOOD | changes), **SIZES)
+    assert settings.seed == int((GOOD | changes)["seed"])
+    assert isinstance(settings.top_k, int) and isinstance(settings.max_new_tokens, int)
+
+
+BAD_INPUTS = [
+    ("temperature", 2.5, "temperature must be a number from 0 to 2; got 2.5"),
+    ("temperature", -0.1, "temperature must be a number from 0 to 2"),
+    ("temperature", math.nan, "temperature must be a number from 0 to 2; got nan"),
+    ("temperature", math.inf, "temperature must be a number from 0 to 2; got inf"),
+    ("temperature", "hot", "temperature must be a number from 0 to 2; got 'hot'"),
+    ("temperature", True, "temperature must be a number"),
+    ("top_k", -1, f"top_k must be a whole number from 0 to {VOCAB_SIZE}"),
+    ("top_k", VOCAB_SIZE + 1, f"top_k must be a whole number from 0 to {VOCAB_SIZE}"),
+    ("top_k", 2.5, "top_k must be a whole number"),
+    ("top_p", 0, "top_p must be a number greater than 0 and at most 1; got 0"),
+    ("top_p", 1.01, "top_p must be a number greater than 0 and at most 1"),
+    ("top_p", -math.inf, "top_p must be a number greater than 0 and at most 1"),
+    ("max_new_tokens", 0, "max_new_tokens must be a whole number from 1 to 64; got 0"),
+    ("max_new_tokens", 65, "max_new_tokens must be a whole number from 1 to 64"),
+    ("max_new_tokens", None, "max_new_tokens must be a whole number from 1 to 64; got None"),
+    ("seed", 1.5, "seed must be a whole number from 0 to 2147483647, or -1 for a random seed"),
+    ("seed", -2, "seed must be a whole number from 0 to 2147483647, or -1"),
+    ("seed", 2**31, "seed must be a whole number from 0 to 2147483647"),
+    ("seed", "42", "seed must be a whole number"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD_INPUTS)
+def test_each_bad_setting_is_named_with_its_range(name, value, message):
+    with pytest.raises(gr.Error) as caught:
+        app.validate_settings(**(GOOD | {name: value}), **SIZES)
+    assert message in caught.value.message
+
+
+def test_error_messages_never_echo_markup():
+    with pytest.raises(gr.Error) as caught:
+        app.validate_settings(**(GOOD | {"temperature": "<img src=x onerror=alert(1)>"}), **SIZES)
+    assert "<img" not in caught.value.message and "&lt;img" in caught.value.message
+
+
+def test_seed_minus_one_draws_a_random_seed_that_can_be_retyped():
+    seeds = {app.validate_settings(**(GOOD | {"seed": -1}), **SIZES).seed for _ in range(20)}
+    assert len(seeds) > 1 and all(0 <= s < app.RANDOM_SEEDS for s in seeds)
+
+
+def test_prompts_are_cleaned_but_every_script_and_emoji_is_kept():
+    assert app.clean_prompt(None) == ("", [])
+    assert app.clean_prompt("   \n ") == ("", [])
+    assert app.clean_prompt("Why did the 🐔 过马路 ") == ("Why did the 🐔 过马路", [])
+    text, notes = app.clean_prompt("a\x00b\x07c\r\nd\te\ud800")
+    assert text == "abc\nd\te" and notes == ["Removed 3 control character(s) from your words."]
+
+
+def test_prompts_that_are_too_long_or_not_text_are_refused():
+    with pytest.raises(gr.Error, match="prompt is 1,001 characters long; the limit is 1,000"):
+        app.clean_prompt("x" * 1001)
+    with pytest.raises(gr.Error, match="prompt must be text; got 42"):
+        app.clean_prompt(42)
+
+
+def test_rounded_attention_rows_still_sum_to_exactly_one():
+    rng = np.random.default_rng(0)
+    weights = rng.dirichlet(np.full(128, 0.3), size=(4, 4, 128)).astype(np.float32)
+    rounded = app.round_rows(weights)
+    np.testing.assert_allclose(rounded.sum(-1), 1.0, atol=1e-9)
+    assert np.abs(rounded - weights).max() <= 1e-4 + 1e-7
+    np.testing.assert_allclose(rounded * 1e4, np.round(rounded * 1e4), atol=1e-6)
+
+
+def test_whitespace_and_control_characters_become_visible():
+    assert visuals.visible_whitespace(" a\nb\tc\x00\x7f\x85é") == "·a↵b⇥c␀␡\\x85é"
+
+
+def test_token_row_marks_each_kind_and_escapes_text():
+    html = visuals.render_token_row(["⟨start⟩", "<b>", "·x"], prompt_length=2, selected=2)
+    assert html.count("data-index=") == 3 and "&lt;b&gt;" in html and "<b>" not in html
+    assert 'class="pl-chip pl-start"' in html and 'class="pl-chip pl-typed"' in html
+    assert 'class="pl-chip pl-written selected" data-index="2"' in html
+
+
+def test_heads_grid_has_one_strip_per_layer_and_head():
+    rows = np.random.default_rng(0).dirichlet(np.ones(6), size=(3, 4))
+    html = visuals.render_heads_grid(rows, [f"t{i}" for i in range(6)], position=5)
+    assert html.count('class="pl-panel"') == 12 and html.count("data:image/png;base64,") == 12
+    weights = re.findall(r'data-w="([^"]*)"', html)
+    assert len(weights) == 12 and all(len(w.split(",")) == 6 for w in weights)
+    assert "layer 3" in html and "head 4" in html and "attention weight" in html
+
+
+def test_matrix_labels_never_overlap_at_the_longest_sequence():
+    n, selected = 128, 77
+    matrix = np.tril(np.random.default_rng(1).random((n, n)))
+    matrix /= matrix.sum(-1, keepdims=True)
+    labels = [f"·word{i}" for i in range(n)]
+    html = visuals.render_matrix(matrix, labels, selected, layer=1, head=0)
+    rows = sorted(float(y) for y in re.findall(r'<text[^>]* y="([\d.]+)"', html))
+    assert min(np.diff(rows)) >= 11  # one label per font height (11 px) at most
+    assert "·word77" in html and 'class="pl-sel"' in html and "layer 2, head 1" in html
+    assert len(re.search(r'data-w="([^"]*)"', html)[1].split(";")) == n
+
+
+def test_candidates_show_the_chosen_token_or_say_it_was_outside_the_top_five():
+    top = [("·cat", 0.5), ("·dog", 0.2), ("·&", 0.1), ("·a", 0.05), ("·b", 0.01)]
+    html = visuals.render_candidates("·dog", 4, "written", top, chosen=1)
+    assert html.count("<li") == 5 and '<li class="chosen"><span class="pl-cand">·dog' in html
+    assert "·&amp;" in html and "50.0%" in html
+    outside = visuals.render_candidates("·zebra", 4, "written", top, chosen=None)
+    assert "not among these five" in outside
+    assert "You typed this token" in visuals.render_candidates("·cat", 2, "typed", None, None)
+
+
+def test_colours_darken_as_attention_grows():
+    rgb = visuals.colours(np.linspace(0, 1, 11)).astype(float)
+    luminance = rgb @ [0.2126, 0.7152, 0.0722]
+    assert np.all(np.diff(luminance) < 0)
+
+
+# ---------------------------------------------------------------- the joke writer, in process
+
+
+def test_collected_stream_equals_the_models_own_generate(writer):
+    job = writer.request("Why did the duck", 0.9, 40, 0.9, 8, 11)
+    joke = writer.write(job)
+    reference = writer.generator.generate(job.prompt_ids, job.settings)
+    assert joke.token_ids == reference.token_ids and joke.ended == reference.ended
+    assert joke.prompt_length == reference.prompt_length
+    np.testing.assert_array_equal(joke.attention, reference.attention)
+    assert joke.candidates == reference.candidates
+
+
+def test_long_opening_words_are_cut_by_words_and_leave_room_to_write(writer):
+    words = " ".join(f"chicken{i}" for i in range(80))
+    job = writer.request(words, 0.8, 50, 0.95, 64, 1)
+    assert job.trimmed > 0 and "first" in job.notes[0] and "dropped" in job.notes[0]
+    assert words.endswith(job.prompt) and job.prompt.startswith("chicken")
+    assert encode(writer.tokenizer, job.prompt) == job.prompt_ids
+    assert len(job.prompt_ids) + 1 + job.settings.max_new_tokens <= 64
+    assert job.settings.max_new_tokens >= 64 // 4
+
+
+def test_the_shown_command_writes_the_same_joke(writer, capsys):
+    job = writer.request("Why did the robot\ncross", 1.1, 30, 0.9, 12, 1234)
+    joke = writer.write(job)
+    command, client_code = app.reproduce(writer, job, "http://127.0.0.1:7860/")
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "model.generate"] and "seed=1234" in client_code
+    assert generate_main(argv[3:]) == 0
+    assert capsys.readouterr().out == f"[seed 1234] {job.prompt}{joke.written}\n"
+
+
+# ---------------------------------------------------------------- the running server
+
+
+@pytest.mark.slow
+def test_a_joke_comes_back_with_attention_and_candidates(client):
+    started = time.perf_counter()
+    result = generate(client, prompt="Why did the chicken", seed=3, max_new_tokens=30)
+    print(f"one joke through the API: {time.perf_counter() - started:.2f} s")
+    tokens, ids = result["tokens"], result["token_ids"]
+    attention = np.array(result["attention"])
+    steps = len(tokens)
+    assert result["text"].startswith("Why did the chicken") and result["seed"] == 3
+    assert attention.shape == (CONFIG["n_layer"], CONFIG["n_head"], steps, steps)
+    assert len(ids) == steps and tokens[0] == "<|endofjoke|>"
+    assert np.all(
+        attention[..., np.triu_indices(steps, k=1)[0], np.triu_indices(steps, k=1)[1]] == 0
+    )
+    np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-3)
+    written = result["top_candidates"]
+    assert len(written) == steps - result["prompt_length"] and len(written) <= 30
+    for entry in written:
+        probabilities = [c["probability"] for c in entry["candidates"]]
+        assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+        assert entry["sampled"]["token_id"] == ids[entry["position"]]
+        rank = entry["sampled_rank"]
+        assert rank is None or entry["candidates"][rank]["token_id"] == ids[entry["position"]]
+    assert isinstance(result["ended"], bool) and result["trimmed"] == 0
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_joke_and_another_seed_another(client):
+    first = generate(client, prompt="Knock knock", seed=99, max_new_tokens=20)
+    again = generate(client, prompt="Knock knock", seed=99, max_new_tokens=20)
+    other = generate(client, prompt="Knock knock", seed=100, max_new_tokens=20)
+    assert first["token_ids"] == again["token_ids"] and first["attention"] == again["attention"]
+    assert other["token_ids"] != first["token_ids"]
+
+
+@pytest.mark.slow
+def test_a_random_seed_is_reported_so_the_joke_can_be_repeated(client):
+    result = generate(client, max_new_tokens=10)  # seed defaults to -1: random
+    again = generate(client, seed=result["seed"], max_new_tokens=10)
+    assert 0 <= result["seed"] < app.RANDOM_SEEDS and again["text"] == result["text"]
+
+
+SERVER_BAD_INPUTS = [
+    (dict(temperature=3), "temperature must be a number from 0 to 2; got 3"),
+    (dict(top_k=-1), "top_k must be a whole number from 0 to {vocab} (0 keeps every token)"),
+    (dict(top_p=0), "top_p must be a number greater than 0 and at most 1; got 0"),
+    (dict(max_new_tokens=1000), "max_new_tokens must be a whole number from 1 to 64; got 1000"),
+    (dict(seed=2.5), "seed must be a whole number from 0 to 2147483647, or -1 for a random"),
+    (dict(temperature="warm"), "temperature must be a number from 0 to 2; got 'warm'"),
+    (dict(prompt="ha" * 501), "prompt is 1,002 characters long; the limit is 1,000"),
+    (dict(prompt=["a list"]), "prompt must be text"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("inputs", "message"), SERVER_BAD_INPUTS)
+def test_bad_inputs_are_refused_with_a_clear_message(client, inputs, message):
+    vocab = json.loads((model_folder() / "config.json").read_text())["vocab_size"]
+    with pytest.raises(Exception, match=re.escape(message.format(vocab=vocab))):
+        generate(client, **inputs)
+
+
+@pytest.mark.slow
+def test_nan_and_infinity_sent_as_raw_json_are_refused():
+    # gradio_client cannot even send NaN (it is not JSON); a hand-made request can.
+    url = running_server() + "gradio_api/call/generate"
+    body = '{"data": ["", 0.8, 50, Infinity, 10, NaN]}'
+    event = httpx.post(url, content=body, headers={"content-type": "application/json"}).json()
+    answer = httpx.get(f"{url}/{event['event_id']}", timeout=30).text
+    assert "top_p must be a number greater than 0 and at most 1; got inf" in answer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "prompt", ["", "   ", "🐔🥚 😂", "为什么鸡要过马路", "tab\there\nnew line", "bell\x07nul\x00"]
+)
+def test_any_text_gives_a_joke(client, prompt):
+    result = generate(client, prompt=prompt, seed=1, max_new_tokens=8)
+    assert result["text"].startswith(result["prompt"]) and len(result["tokens"]) > 1
+    assert "\x00" not in result["prompt"] and "\x07" not in result["prompt"]
+
+
+@pytest.mark.slow
+def test_very_long_opening_words_are_trimmed_with_a_note(client):
+    result = generate(client, prompt="Why did the chicken cross the road? " * 27, seed=2)
+    assert result["trimmed"] > 0 and any("dropped" in note for note in result["notes"])
+    assert len(result["tokens"]) <= 64 and len(result["top_candidates"]) >= 1
+
+
+@pytest.mark.slow
+def test_the_server_still_answers_after_all_that(client):
+    assert generate(client, prompt="Still there?", seed=5, max_new_tokens=5)["text"]
+
+
+@pytest.mark.slow
+def test_a_damaged_model_folder_stops_the_app_with_one_line(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for path in model_folder().iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "model.safetensors").write_bytes(b"not weights")
+    env = {**os.environ, "PUNCHLINE_CHECKPOINT": str(folder)}
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(folder / "model.safetensors") in lines[0]

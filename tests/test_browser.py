@@ -1,0 +1,143 @@
+"""The page in a real browser (Debian's Chromium, driven by Playwright): ask, read, click, look.
+
+Screenshots go to test-artifacts/. With PUNCHLINE_UPDATE_SCREENSHOT=1 the test runs against the
+shipped model (checkpoints/punchline) and also writes assets/screenshot.png for the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from test_app import ROOT, model_folder, running_server, start_server, stop_server
+
+pytestmark = pytest.mark.slow  # starts a server and a browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+UPDATE_SCREENSHOT = os.environ.get("PUNCHLINE_UPDATE_SCREENSHOT") == "1"
+SHIPPED_MODEL = ROOT / "checkpoints" / "punchline"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, dict]]:
+    """The app's address and the config of the model it serves."""
+    if not UPDATE_SCREENSHOT:
+        yield running_server(), json.loads((model_folder() / "config.json").read_text())
+        return
+    if not (SHIPPED_MODEL / "manifest.json").is_file():
+        pytest.fail(f"PUNCHLINE_UPDATE_SCREENSHOT=1 needs the shipped model in {SHIPPED_MODEL}")
+    address, process = start_server(SHIPPED_MODEL)
+    yield address, json.loads((SHIPPED_MODEL / "config.json").read_text())
+    stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+def tell_a_joke(page: Page, url: str, prompt: str) -> None:
+    page.goto(url)
+    page.get_by_label("Opening words (optional)").fill(prompt)
+    page.get_by_role("button", name="Tell me a joke").click()
+    # The finished joke replaces the streaming card: its token row becomes clickable.
+    expect(page.locator("#tokens .pl-chip[data-index]").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#joke .pl-meta")).to_contain_text("seed")
+
+
+def test_tell_a_joke_click_a_token_and_see_its_attention(browser: Browser, served):
+    url, config = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    tell_a_joke(page, url, "Why did the chicken")
+    expect(page.locator("#joke .pl-joke-typed")).to_have_text("Why did the chicken")
+    seed = page.locator("#joke .pl-meta").inner_text().split()[1]
+    expect(page.get_by_label("Seed", exact=True)).to_have_value(seed)  # the random seed is shown
+
+    chips = page.locator("#tokens .pl-chip[data-index]")
+    written = page.locator("#tokens .pl-chip.pl-written")
+    assert written.count() >= 1 and chips.nth(0).inner_text() == "⟨start⟩"
+    target = written.first
+    index = target.get_attribute("data-index")
+    started = time.perf_counter()
+    target.click()
+    expect(page.locator("#token-info .pl-info-head")).to_contain_text(f"token {index}")
+    expect(page.locator("#heads .pl-caption")).to_contain_text(f"(token {index})")
+    elapsed = time.perf_counter() - started
+    print(f"\nclick to heatmap: {1000 * elapsed:.0f} ms")
+    assert elapsed < 2.0  # about 0.1 s on a laptop; generous for a busy CI machine
+
+    panels = page.locator("#heads .pl-panel")
+    expect(panels).to_have_count(config["n_layer"] * config["n_head"])
+    expect(page.locator("#token-info .pl-cands li")).to_have_count(5)
+    expect(page.locator("#token-info")).to_contain_text("Written by the model")
+    expect(page.locator("#matrix svg.pl-matrix")).to_be_visible()
+    expect(page.locator("#heads .pl-legend").first).to_contain_text("attention weight")
+
+    # Hovering a strip names the key token and its weight.
+    panels.first.locator("img").hover()
+    expect(page.locator("#pl-tip")).to_contain_text("%")
+    # Clicking the last strip shows that head's whole matrix.
+    panels.last.click()
+    last = f"layer {config['n_layer']}, head {config['n_head']}"
+    expect(page.locator("#matrix .pl-caption")).to_contain_text(last)
+
+    # A typed token says so, and still shows its attention.
+    page.locator("#tokens .pl-chip.pl-typed").first.click()
+    expect(page.locator("#token-info")).to_contain_text("You typed this token")
+    expect(panels.first).to_be_visible()
+    target.click()
+    expect(page.locator("#token-info .pl-cands li")).to_have_count(5)
+
+    page.get_by_text("How it works").click()
+    expect(page.get_by_text("Attention: queries, keys and values")).to_be_visible()
+    page.get_by_text("How it works").click()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "app.png", full_page=True)
+    if UPDATE_SCREENSHOT:
+        shutil.copyfile(ARTIFACTS / "app.png", ROOT / "assets" / "screenshot.png")
+    page.close()
+
+
+def test_the_page_fits_a_phone(browser: Browser, served):
+    url, _ = served
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    tell_a_joke(page, url, "Knock knock")
+    page.locator("#tokens .pl-chip[data-index]").nth(1).click()
+    expect(page.locator("#heads .pl-panel").first).to_be_visible()
+    # Nothing but the scrollable matrix may be wider than the screen.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width} px wide on a 390 px phone"
+    page.screenshot(path=ARTIFACTS / "app-phone.png", full_page=True)
+    page.close()
+
+
+def test_markup_typed_by_a_visitor_stays_text(browser: Browser, served):
+    url, _ = served
+    page = browser.new_page()
+    tell_a_joke(page, url, "<b>bold</b> {{value}} ${1+1}")
+    expect(page.locator("#joke .pl-joke-typed")).to_have_text("<b>bold</b> {{value}} ${1+1}")
+    assert page.locator("#joke b").count() == 0
+    page.close()

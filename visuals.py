@@ -1,0 +1,377 @@
+"""Drawing what the model did, as HTML for `gr.HTML`: the joke, its tokens, attention, candidates.
+
+Everything is rendered on the server from numbers already computed during generation, so a
+click never runs the model again. Heatmaps are tiny PNG images (one pixel per weight, scaled
+up with `image-rendering: pixelated`) rather than thousands of HTML cells: a 128 x 128 matrix
+is a few kilobytes. The exact weights travel in `data-w` attributes so that TOOLTIP_JS can
+show the key token and the weight under the pointer.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import unicodedata
+
+import numpy as np
+from PIL import Image
+
+START_LABEL = "⟨start⟩"
+END_LABEL = "⟨end⟩"
+MAX_LABEL_CHARS = 10  # longer token labels are cut with "…" on the matrix axes
+
+# ColorBrewer YlGnBu: sequential, readable by colour-blind visitors, pale for small weights.
+SCALE = [
+    "#ffffd9",
+    "#edf8b1",
+    "#c7e9b4",
+    "#7fcdbb",
+    "#41b6c4",
+    "#1d91c0",
+    "#225ea8",
+    "#253494",
+    "#081d58",
+]
+MASKED = (229, 231, 235)  # future positions, which causal attention never sees
+LEGEND_TICKS = (0.0, 0.05, 0.25, 0.5, 1.0)
+_ANCHORS = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in SCALE], dtype=np.float64)
+
+# Shared by the heatmap components: a floating tooltip with the query, the key and the weight.
+TOOLTIP_JS = """
+let tip = document.getElementById('pl-tip');
+if (!tip) {
+  tip = document.createElement('div');
+  tip.id = 'pl-tip';
+  document.body.appendChild(tip);
+}
+let labelCache = ['', []];
+function labels(node) {
+  const raw = node.closest('[data-labels]').dataset.labels;
+  if (labelCache[0] !== raw) labelCache = [raw, JSON.parse(raw)];
+  return labelCache[1];
+}
+function explain(event) {
+  const map = event.target.closest('[data-w]');
+  if (!map) return null;
+  const box = map.getBoundingClientRect();
+  const rows = map.dataset.w.split(';');
+  const y = (event.clientY - box.top) / box.height;
+  const row = Math.min(rows.length - 1, Math.floor(y * rows.length));
+  const cols = Number(map.dataset.cols);
+  const col = Math.min(cols - 1, Math.floor((event.clientX - box.left) / box.width * cols));
+  if (row < 0 || col < 0) return null;
+  const names = labels(map);
+  const query = Number(map.dataset.q0) + row;
+  const weight = rows[row].split(',')[col];
+  const where = map.dataset.head ? map.dataset.head + '\\n' : '';
+  if (weight === undefined) return where + names[query] + ' cannot see ' + names[col] + ' (later)';
+  return where + names[query] + ' → ' + names[col] + ' (token ' + col + '): ' + weight + '%';
+}
+function show(event) {
+  const text = explain(event);
+  tip.style.display = text ? 'block' : 'none';
+  if (!text) return;
+  tip.textContent = text;
+  const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
+  const y = Math.min(event.clientY + 14, window.innerHeight - tip.offsetHeight - 8);
+  tip.style.left = Math.max(4, x) + 'px';
+  tip.style.top = Math.max(4, y) + 'px';
+}
+element.addEventListener('pointermove', show);
+element.addEventListener('pointerdown', show);
+element.addEventListener('pointerleave', () => { tip.style.display = 'none'; });
+"""
+
+# The token row: a click selects a token (and marks it at once, before the server answers).
+TOKEN_CLICK_JS = """
+element.addEventListener('click', (event) => {
+  const chip = event.target.closest('[data-index]');
+  if (!chip) return;
+  element.querySelectorAll('.pl-chip.selected').forEach((c) => c.classList.remove('selected'));
+  chip.classList.add('selected');
+  trigger('select', {index: Number(chip.dataset.index), value: chip.textContent});
+});
+"""
+
+# The layers x heads grid: a click on a panel shows that head's whole matrix below.
+HEAD_CLICK_JS = """
+element.addEventListener('click', (event) => {
+  const panel = event.target.closest('[data-layer]');
+  if (!panel) return;
+  const index = [Number(panel.dataset.layer), Number(panel.dataset.head)];
+  trigger('select', {index: index, value: null});
+});
+"""
+
+
+def visible_whitespace(text: str) -> str:
+    """Spaces as ·, newlines as ↵, tabs as ⇥, other control characters as ␀-style symbols."""
+    out = []
+    for char in text:
+        if char == " ":
+            out.append("·")
+        elif char == "\n":
+            out.append("↵")
+        elif char == "\t":
+            out.append("⇥")
+        elif ord(char) < 32:
+            out.append(chr(0x2400 + ord(char)))  # the Unicode "control pictures" block
+        elif ord(char) == 127:
+            out.append("␡")
+        elif unicodedata.category(char) == "Cc":  # C1 controls have no picture: show the code
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def printable(text: str) -> str:
+    """Joke text for display: keep newlines and tabs, make other control characters visible."""
+    return "".join(visible_whitespace(c) if c not in "\n\t " else c for c in text)
+
+
+def short(label: str, limit: int = MAX_LABEL_CHARS) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def colours(weights: np.ndarray) -> np.ndarray:
+    """Weights in [0, 1] -> RGB uint8, on a square-root scale so small weights stay visible."""
+    t = np.sqrt(np.clip(weights, 0.0, 1.0)) * (len(SCALE) - 1)
+    channels = [np.interp(t, np.arange(len(SCALE)), _ANCHORS[:, c]) for c in range(3)]
+    return np.rint(np.stack(channels, axis=-1)).astype(np.uint8)
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    """An (H, W, 3) uint8 image as a data: URI, embedded in the HTML (no files are written)."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _percent_rows(matrix: np.ndarray) -> str:
+    """Rows of weights as '41.2,3.1;…' (percent, lower triangle only) for the tooltip."""
+    return ";".join(
+        ",".join(f"{100 * w:.1f}" for w in row[: q + 1]) for q, row in enumerate(matrix)
+    )
+
+
+def _attr(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def _labels_attr(labels: list[str]) -> str:
+    return _attr(json.dumps(labels, ensure_ascii=False))
+
+
+def render_joke(
+    prompt_text: str,
+    written_text: str,
+    *,
+    writing: bool,
+    meta: str = "",
+    notes: list[str] | None = None,
+) -> str:
+    """The joke card: opening words in one style, the model's words in another."""
+    caret = '<span class="pl-caret" aria-hidden="true"></span>' if writing else ""
+    joke = (
+        f'<span class="pl-joke-typed">{html.escape(printable(prompt_text))}</span>'
+        f'<span class="pl-joke-written">{html.escape(printable(written_text))}</span>{caret}'
+    )
+    parts = [f'<div class="pl-card" aria-live="polite"><p class="pl-joke">{joke}</p>']
+    if meta:
+        parts.append(f'<p class="pl-meta">{html.escape(meta)}</p>')
+    parts.extend(f'<p class="pl-note">{html.escape(note)}</p>' for note in notes or [])
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def render_placeholder(text: str) -> str:
+    return f'<div class="pl-placeholder">{html.escape(text)}</div>'
+
+
+def render_token_row(labels: list[str], prompt_length: int, selected: int | None) -> str:
+    """Clickable chips: the start token, the typed tokens and the written tokens look different."""
+    chips = []
+    for i, label in enumerate(labels):
+        kind = "start" if i == 0 else "typed" if i < prompt_length else "written"
+        who = {"start": "start token", "typed": "typed by you", "written": "written by the model"}
+        mark = " selected" if i == selected else ""
+        chips.append(
+            f'<button class="pl-chip pl-{kind}{mark}" data-index="{i}" '
+            f'title="token {i}: {who[kind]}">{html.escape(label)}</button>'
+        )
+    key = (
+        '<div class="pl-key"><span class="pl-chip pl-start">⟨start⟩</span> opens every joke '
+        '<span class="pl-chip pl-typed">typed</span> your opening words '
+        '<span class="pl-chip pl-written">written</span> by the model · '
+        "· is a space, ↵ a new line</div>"
+    )
+    return f'<div class="pl-tokens">{"".join(chips)}</div>{key}'
+
+
+def render_legend() -> str:
+    """Colour bar of the heatmaps, with ticks placed on the same square-root scale."""
+    stops = ", ".join(SCALE)
+    ticks = "".join(
+        f'<span style="left:{100 * math.sqrt(t):.1f}%">{t:.0%}</span>' for t in LEGEND_TICKS
+    )
+    return (
+        '<div class="pl-legend"><span class="pl-legend-title">attention weight</span>'
+        f'<div class="pl-legend-bar" style="background:linear-gradient(to right, {stops})"></div>'
+        f'<div class="pl-legend-ticks">{ticks}</div>'
+        f'<span class="pl-legend-masked"><i style="background:rgb{MASKED}"></i>'
+        "later token (never seen)</span></div>"
+    )
+
+
+def render_candidates(
+    label: str,
+    position: int,
+    kind: str,
+    candidates: list[tuple[str, float]] | None,
+    chosen: int | None,
+) -> str:
+    """What the model was choosing between when it wrote the selected token."""
+    chip = f'<span class="pl-chip pl-{kind}">{html.escape(label)}</span>'
+    head = f'<div class="pl-info-head">{chip} <span>token {position}</span></div>'
+    if kind == "start":
+        body = (
+            "<p>The start token. Every joke begins with it (it is the token that marks the end "
+            "of a joke in training), so the model always has something to look at.</p>"
+        )
+    elif kind == "typed":
+        body = (
+            "<p>You typed this token: it is part of the opening words, so the model did not "
+            "choose it. Its attention below is still real: it is what the model computed while "
+            "reading your words.</p>"
+        )
+    else:
+        rows = []
+        for rank, (name, p) in enumerate(candidates or []):
+            mark = ' class="chosen"' if rank == chosen else ""
+            note = "<em>chosen</em>" if rank == chosen else ""
+            rows.append(
+                f'<li{mark}><span class="pl-cand">{html.escape(name)}</span>'
+                f'<span class="pl-bar"><i style="width:{100 * p:.1f}%"></i></span>'
+                f'<span class="pl-p">{100 * p:.1f}%</span>{note}</li>'
+            )
+        outside = (
+            "<p>The sampled token was not among these five: temperature, top-k and top-p "
+            "let a less likely token through.</p>"
+            if chosen is None
+            else ""
+        )
+        body = (
+            "<p>Written by the model. Its five most likely next tokens at this point (its own "
+            "probabilities, before temperature, top-k and top-p reshape them):</p>"
+            f'<ol class="pl-cands">{"".join(rows)}</ol>{outside}'
+        )
+    return f'<div class="pl-info">{head}{body}</div>'
+
+
+def render_heads_grid(rows: np.ndarray, labels: list[str], position: int) -> str:
+    """One strip per (layer, head): how the token at `position` spread its attention.
+
+    rows: (layers, heads, position + 1), each row summing to 1.
+    """
+    layers, heads, _ = rows.shape
+    cells = ['<div class="pl-corner"></div>']
+    cells += [f'<div class="pl-col">head {h + 1}</div>' for h in range(heads)]
+    for layer in range(layers):
+        cells.append(f'<div class="pl-row">layer {layer + 1}</div>')
+        for head in range(heads):
+            weights = rows[layer, head]
+            top = int(np.argmax(weights))
+            name = f"layer {layer + 1}, head {head + 1}"
+            ranked = np.argsort(-weights)[:3]
+            summary = ", ".join(f"{labels[k]} {weights[k]:.0%}" for k in ranked)
+            image = png_data_uri(colours(weights)[None, :, :])
+            cells.append(
+                f'<div class="pl-panel" data-layer="{layer}" data-head="{head}" '
+                f'title="{_attr(f"{name}: {summary} (click for the whole matrix)")}">'
+                f'<img class="pl-strip" src="{image}" alt="{_attr(name)}" data-q0="{position}" '
+                f'data-cols="{position + 1}" data-head="{_attr(name)}" '
+                f'data-w="{",".join(f"{100 * w:.1f}" for w in weights)}">'
+                f'<span class="pl-top">{html.escape(short(labels[top], 14))} '
+                f"{weights[top]:.0%}</span></div>"
+            )
+    grid = (
+        f'<div class="pl-grid" style="grid-template-columns:auto repeat({heads}, minmax(0, 1fr))">'
+        f"{''.join(cells)}</div>"
+    )
+    caption = (
+        f'<p class="pl-caption">Where <b>{html.escape(labels[position])}</b> (token {position}) '
+        "looked, in every layer and head. Each strip runs from the first token (left) to this "
+        "one (right); darker means more attention. Hover for the exact weight, click a strip "
+        "to see that head's whole matrix.</p>"
+    )
+    return (
+        f'<div class="pl-heads" data-labels="{_labels_attr(labels)}">'
+        f"{caption}{grid}{render_legend()}</div>"
+    )
+
+
+def render_matrix(
+    matrix: np.ndarray, labels: list[str], selected: int, layer: int, head: int
+) -> str:
+    """The query x key attention matrix of one head as an SVG with real token labels.
+
+    matrix: (T, T), row q is what token q attended to (zero above the diagonal).
+    Labels are thinned when cells get small, so they never overlap; the selected token's
+    row and column are always labelled and its row is outlined.
+    """
+    n = matrix.shape[0]
+    cell = max(4, min(18, 640 // n))
+    font = 11
+    step = math.ceil((font + 1) / cell)  # show every step-th label: one label per font height
+    margin = 12 + int(font * 0.62 * MAX_LABEL_CHARS)
+    size = n * cell
+    rgb = colours(matrix)
+    rgb[np.triu(np.ones((n, n), dtype=bool), k=1)] = MASKED
+    image = png_data_uri(rgb)
+
+    def shown(i: int) -> bool:
+        if i == selected:
+            return True
+        return i % step == 0 and abs(i - selected) >= step
+
+    texts = []
+    for i in range(n):
+        if not shown(i):
+            continue
+        mark = ' class="pl-sel"' if i == selected else ""
+        label = html.escape(short(labels[i]))
+        centre = margin + i * cell + cell / 2
+        texts.append(
+            f'<text{mark} x="{margin - 6}" y="{centre:.1f}" text-anchor="end" '
+            f'dominant-baseline="central">{label}</text>'
+        )
+        texts.append(
+            f'<text{mark} transform="translate({centre:.1f},{margin - 6}) rotate(-90)" '
+            f'dominant-baseline="central">{label}</text>'
+        )
+    outline = (
+        f'<rect class="pl-mark" x="{margin - 1}" y="{margin + selected * cell - 1}" '
+        f'width="{size + 2}" height="{cell + 2}"/>'
+    )
+    name = f"layer {layer + 1}, head {head + 1}"
+    svg = (
+        f'<svg class="pl-matrix" width="{margin + size + 4}" height="{margin + size + 4}" '
+        f'role="img" aria-label="{_attr(f"attention matrix of {name}")}" font-size="{font}">'
+        f'<image href="{image}" x="{margin}" y="{margin}" width="{size}" height="{size}" '
+        f'preserveAspectRatio="none" data-q0="0" data-cols="{n}" data-head="{_attr(name)}" '
+        f'data-w="{_percent_rows(matrix)}"/>{"".join(texts)}{outline}</svg>'
+    )
+    caption = (
+        f'<p class="pl-caption">All of {name}: row = the token doing the looking (query), '
+        "column = the token looked at (key). Each row sums to 100%; the grey triangle is the "
+        "future, which a causal model cannot see. The outlined row is "
+        f"<b>{html.escape(labels[selected])}</b>.</p>"
+    )
+    return (
+        f'<div class="pl-matrix-box" data-labels="{_labels_attr(labels)}">{caption}'
+        f'<div class="pl-scroll">{svg}</div>{render_legend()}</div>'
+    )
