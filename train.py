@@ -18,6 +18,7 @@ plain Python that feeds it batches and writes logs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -27,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.experimental.multihost_utils import sync_global_devices
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tokenizers import Tokenizer
@@ -80,11 +83,11 @@ class TrainConfig:
     positional: str | None = None
     vocab_size: int = 4096
     # Optimisation.
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 32
     learning_rate: float = 2e-3
     min_lr_ratio: float = 0.1  # the cosine decays to learning_rate * min_lr_ratio
-    warmup_steps: int = 50
+    warmup_steps: int = 40
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     beta2: float = 0.99
@@ -107,7 +110,7 @@ class TrainConfig:
 
 # Training settings per model preset; the model sizes themselves are in model/config.py.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(steps=600, batch_size=32, learning_rate=2e-3, warmup_steps=50, eval_every=200),
+    "tiny": dict(steps=400, batch_size=32, learning_rate=2e-3, warmup_steps=40, eval_every=200),
     "small": dict(steps=3000, batch_size=32, learning_rate=1e-3, warmup_steps=100, eval_every=250),
     "base": dict(steps=10000, batch_size=64, learning_rate=6e-4, warmup_steps=500, eval_every=500),
 }
@@ -181,6 +184,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                 kind = float
             parser.add_argument(flag, type=kind, help=HELP[f.name] + " (default: preset)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host on a TPU VM slice, Slurm or Open MPI: find the other processes "
+        "from the cluster's environment (elsewhere give --coordinator, --num-processes "
+        "and --process-id)",
+    )
     parser.add_argument(
         "--coordinator",
         default=os.environ.get("JAX_COORDINATOR_ADDRESS"),
@@ -309,11 +319,14 @@ class Run:
         self.folder = Path(config.out)
         self.is_main = jax.process_index() == 0
         self.prepare_folder(resume)
-        base_model, tokenizer = self.load_base(resume)
-        # Check the sizes before the data is prepared, so a bad flag fails at once.
-        base = base_model.config if base_model else PRESETS[config.preset]
-        sizes = model_config(config, base, fine_tuning=base_model is not None)
-        self.corpus = self.prepare_data(tokenizer)
+        # Process 0 trains the tokenizer, fills the data cache and writes tokenizer.json;
+        # the other processes then read those files instead of racing it for them.
+        with main_process_first("data prepared"):
+            base_model, tokenizer = self.load_base(resume)
+            # Check the sizes before the data is prepared, so a bad flag fails at once.
+            base = base_model.config if base_model else PRESETS[config.preset]
+            sizes = model_config(config, base, fine_tuning=base_model is not None)
+            self.corpus = self.prepare_data(tokenizer)
         # A tokenizer trained on a small corpus can have fewer entries than asked for.
         self.model_config = dataclasses.replace(
             sizes, vocab_size=self.corpus.tokenizer.get_vocab_size()
@@ -360,17 +373,24 @@ class Run:
                 f"{folder} already holds a run: pass --resume to continue it, "
                 f"or choose another --out"
             )
-        if not self.is_main:
-            return
         try:
+            # Every process writes its part of each checkpoint, so every process checks
+            # (with its own probe file, so that none deletes another's).
             folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / ".write-test"
+            probe = folder / f".write-test-{jax.process_index()}"
             probe.write_text("ok")
             probe.unlink()
         except OSError as error:
             raise TrainError(
                 f"cannot write to {folder} ({error.strerror}): choose another --out"
             ) from None
+        # Only now may process 0 change the folder: a process still checking would take the
+        # state/ folder this run is about to create for an earlier run's. (On CPU this first
+        # barrier also connects the processes' gloo collectives, which must happen within
+        # 30 s of each other; later collectives wait as long as they need to.)
+        sync_global_devices("run folder checked")
+        if not self.is_main:
+            return
         if not resume:
             saved.write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
             (folder / METRICS).unlink(missing_ok=True)
@@ -660,16 +680,54 @@ def plot_loss_curve(folder: Path) -> Path:
 
 
 def initialize_distributed(args: argparse.Namespace) -> None:
-    """Join a multi-host run when a coordinator is given (every process runs train.py)."""
-    if args.coordinator is None:
+    """Join a multi-process run: every process runs train.py with the same flags.
+
+    --coordinator, --num-processes and --process-id name the processes; --distributed
+    leaves them to JAX, which reads them from a TPU VM slice, Slurm or Open MPI. With
+    neither, this is a single-process run over all the machine's devices.
+    """
+    given = {
+        "--coordinator": args.coordinator,
+        "--num-processes": args.num_processes,
+        "--process-id": args.process_id,
+    }
+    missing = [flag for flag, value in given.items() if value is None]
+    if not args.distributed and len(missing) == len(given):
         return
-    if args.num_processes is None or args.process_id is None:
-        raise TrainError("--coordinator needs --num-processes and --process-id too")
-    jax.distributed.initialize(
-        coordinator_address=args.coordinator,
-        num_processes=args.num_processes,
-        process_id=args.process_id,
-    )
+    if not args.distributed and missing:
+        raise TrainError(
+            f"a multi-host run needs {', '.join(missing)} too (or --distributed on a TPU VM "
+            f"slice, Slurm or Open MPI, which name the processes themselves)"
+        )
+    # CPU processes (a multi-host run simulated on one machine, or CPU-only hosts) exchange
+    # gradients over TCP with gloo. This setting is JAX's default today, and it touches
+    # only the CPU backend: GPUs and TPUs keep their own collectives (NCCL, ICI).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    except ValueError as error:  # a --process-id out of range; --distributed outside a cluster
+        raise TrainError(f"cannot join the multi-host run: {error}") from None
+
+
+@contextlib.contextmanager
+def main_process_first(name: str) -> Iterator[None]:
+    """Run the block on process 0, then on the others: they find what it wrote.
+
+    Process 0 reaches the barrier even when the block fails, so that the others then run
+    into the same error instead of waiting for it forever.
+    """
+    if jax.process_index() == 0:
+        try:
+            yield
+        finally:
+            sync_global_devices(name)
+    else:
+        sync_global_devices(name)
+        yield
 
 
 def main(argv: list[str] | None = None) -> int:

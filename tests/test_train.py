@@ -127,7 +127,7 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path,
 
 
 @pytest.mark.slow
-def test_fine_tuning_from_an_exported_model_learns_new_jokes(tmp_path):
+def test_fine_tuning_from_an_exported_model_learns_new_jokes(tmp_path, capsys):
     base_data = write_jokes(tmp_path, JOKES, "base.txt")
     assert run(tmp_path, "--data", str(base_data), "--out", str(tmp_path / "base"),
                "--steps", "40", "--eval-every", "40") == 0  # fmt: skip
@@ -140,6 +140,11 @@ def test_fine_tuning_from_an_exported_model_learns_new_jokes(tmp_path):
                "--learning-rate", "3e-3", "--warmup-steps", "5",
                "--eval-every", "60") == 0  # fmt: skip
     tuned, tuned_tokenizer, _ = load_model(tmp_path / "tuned" / "model")
+    # The position table of the base model fixes its context: a longer one cannot work.
+    longer = run(tmp_path, "--data", str(new_data), "--out", str(tmp_path / "longer"),
+                 "--init-from", str(tmp_path / "base" / "model"), "--block-size", "96")  # fmt: skip
+    assert longer == 1
+    assert "--block-size cannot change when fine-tuning" in capsys.readouterr().err
     assert tuned_tokenizer.to_str() == tokenizer.to_str()  # fine-tuning keeps the tokenizer
     assert _mean_loss(tuned, tokenizer, OTHER_JOKES) < 0.5 * loss_before
 
