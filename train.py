@@ -83,11 +83,11 @@ class TrainConfig:
     positional: str | None = None
     vocab_size: int = 4096
     # Optimisation.
-    steps: int = 400
+    steps: int = 300
     batch_size: int = 32
     learning_rate: float = 2e-3
     min_lr_ratio: float = 0.1  # the cosine decays to learning_rate * min_lr_ratio
-    warmup_steps: int = 40
+    warmup_steps: int = 30
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     beta2: float = 0.99
@@ -101,7 +101,7 @@ class TrainConfig:
     cache_dir: str = ".cache/punchline"
     # Logging, evaluation and checkpoints.
     log_every: int = 10
-    eval_every: int = 200
+    eval_every: int = 150
     eval_tokens: int = 65_536
     checkpoint_every: int = 200
     samples: int = 3
@@ -110,7 +110,7 @@ class TrainConfig:
 
 # Training settings per model preset; the model sizes themselves are in model/config.py.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(steps=400, batch_size=32, learning_rate=2e-3, warmup_steps=40, eval_every=200),
+    "tiny": dict(steps=300, batch_size=32, learning_rate=2e-3, warmup_steps=30, eval_every=150),
     "small": dict(steps=3000, batch_size=32, learning_rate=1e-3, warmup_steps=100, eval_every=250),
     "base": dict(steps=10000, batch_size=64, learning_rate=6e-4, warmup_steps=500, eval_every=500),
 }
