@@ -31,7 +31,7 @@ import numpy as np
 import visuals
 from data.tokenizer import END_OF_JOKE, decode, encode, end_of_joke_id, token_strings
 from model.checkpoint import CheckpointError, load_model
-from model.generate import Generator, SamplingSettings, Step
+from model.generate import Generator, SamplingSettings, Step, attention_matrix
 from model.gpt import count_parameters
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -231,10 +231,7 @@ class JokeWriter:
     def finish(self, job: JokeRequest, steps: list[Step]) -> Joke:
         """Collect the streamed steps into a Joke (the same numbers Generator.generate gives)."""
         length = len(steps)
-        layers, heads = steps[0].attention.shape[:2]
-        attention = np.zeros((layers, heads, length, length), dtype=np.float32)
-        for step in steps:
-            attention[:, :, step.position, : step.position + 1] = step.attention
+        attention = attention_matrix(steps)
         written = [s for s in steps if s.sampled]
         token_ids = [s.token for s in steps]
         candidates = [(s.candidates.tolist(), s.probabilities.tolist()) for s in written]

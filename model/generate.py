@@ -66,6 +66,16 @@ class Generation:
     trimmed: int  # prompt tokens dropped from the left to fit the context
 
 
+def attention_matrix(steps: list[Step]) -> np.ndarray:
+    """Stack the rows of streamed steps into (layers, heads, T, T), zero above the diagonal."""
+    length = len(steps)
+    layers, heads = steps[0].attention.shape[:2]
+    attention = np.zeros((layers, heads, length, length), dtype=np.float32)
+    for s in steps:
+        attention[:, :, s.position, : s.position + 1] = s.attention
+    return attention
+
+
 class Generator:
     """Holds a model and its compiled decode step; one instance serves every request."""
 
@@ -134,11 +144,7 @@ class Generator:
         block = self.config.block_size
         steps = list(self.stream(prompt_ids, settings))
         prefix_length = min(len(prompt_ids) + 1, block)
-        length = len(steps)
-        layers, heads = steps[0].attention.shape[:2]
-        attention = np.zeros((layers, heads, length, length), dtype=np.float32)
-        for s in steps:
-            attention[:, :, s.position, : s.position + 1] = s.attention
+        attention = attention_matrix(steps)
         generated = steps[prefix_length:]
         budget = min(settings.max_new_tokens, block - prefix_length)
         return Generation(
