@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import shutil
 import signal
@@ -58,6 +57,7 @@ from model.checkpoint import CheckpointError, load_model, save_model
 from model.config import PRESETS, ConfigError, GPTConfig
 from model.generate import Generator, SamplingSettings
 from model.gpt import GPT, count_parameters
+from model.loss import cross_entropy, loss_figures, masked_nll
 
 TRAIN_CONFIG = "train_config.json"
 METRICS = "metrics.jsonl"
@@ -271,11 +271,6 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """Per-token negative log-likelihood (nats): logits (B, T, V), targets (B, T) -> (B, T)."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-
-
 # ----------------------------------------------------------------------------- jit
 
 
@@ -300,9 +295,7 @@ def make_steps(graphdef: nnx.GraphDef, fused: bool):
 
     def eval_step(state, x, y, mask):
         model, _ = nnx.merge(graphdef, state)
-        logits, _ = model(x, fused=fused)
-        nll = cross_entropy(logits, y)  # (B, T)
-        return (nll * mask).sum(), mask.sum()
+        return masked_nll(model, x, y, mask, fused)
 
     # donate_argnums: the old state's buffers are reused for the new one (no copy).
     return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
@@ -484,12 +477,7 @@ class Run:
             nll, count = self.eval_step(self.state, *self.shard(x, y), self.shard_one(mask))
             total_nll += float(nll)
             total_tokens += float(count)
-        loss = total_nll / total_tokens
-        return {
-            "val_loss": loss,
-            "val_ppl": math.exp(loss),
-            "val_bpc": total_nll / math.log(2) / eval_chars(val, cap),
-        }
+        return loss_figures(total_nll, total_tokens, eval_chars(val, cap))
 
     def samples(self) -> list[str]:
         model, _ = nnx.merge(self.graphdef, self.state)

@@ -12,12 +12,14 @@
 5. Pack: join the tokenized jokes into one stream separated by that token, cached on disk, and
    cut it into fixed-length blocks for training and evaluation (batching.py).
 
-prepare_corpus (corpus.py) runs steps 1 to 5 and returns everything training needs.
+prepare_corpus (corpus.py) runs steps 1 to 5 and returns everything training needs; split_jokes
+runs steps 1 to 3, and model_data re-reads the jokes a model folder was trained on.
+originality.py finds the training joke nearest to a generated one.
 """
 
 from data.batching import TokenStream, eval_batches, eval_chars, tokenize_to_cache, train_batch
 from data.cleaning import CleaningConfig, CleaningReport, clean
-from data.corpus import Corpus, prepare_corpus
+from data.corpus import Corpus, SplitJokes, model_data, prepare_corpus, split_jokes
 from data.errors import DataError
 from data.loaders import Source, default_corpus, load_sources
 from data.offensive import is_offensive, offensive_probability
@@ -39,6 +41,7 @@ __all__ = [
     "Corpus",
     "DataError",
     "Source",
+    "SplitJokes",
     "TokenStream",
     "clean",
     "decode",
@@ -50,8 +53,10 @@ __all__ = [
     "is_offensive",
     "load_sources",
     "load_tokenizer",
+    "model_data",
     "offensive_probability",
     "prepare_corpus",
+    "split_jokes",
     "split_train_val",
     "token_strings",
     "tokenize_to_cache",

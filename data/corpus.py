@@ -5,6 +5,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -12,7 +13,7 @@ from data.batching import TokenStream, tokenize_to_cache
 from data.cleaning import CleaningConfig, CleaningReport, clean
 from data.errors import DataError
 from data.fingerprint import fingerprint
-from data.loaders import default_corpus, load_sources
+from data.loaders import BUILT_IN_CORPUS, default_corpus, load_sources
 from data.split import DEFAULT_VAL_FRACTION, split_train_val
 from data.tokenizer import DEFAULT_VOCAB_SIZE, load_tokenizer, train_tokenizer
 
@@ -53,23 +54,82 @@ def prepare_corpus(
     fine-tuning a model that already has one). Both the trained tokenizer and the token streams
     are cached under `cache_dir`, so a second run with the same data skips that work.
     """
+    jokes = split_jokes(
+        paths, text_column=text_column, cleaning=cleaning, val_fraction=val_fraction
+    )
+    if tokenizer is None:
+        tokenizer = _cached_tokenizer(jokes.train, vocab_size, Path(cache_dir) / "tokenizers")
+    return Corpus(
+        train=tokenize_to_cache(jokes.train, tokenizer, cache_dir, "train"),
+        val=tokenize_to_cache(jokes.val, tokenizer, cache_dir, "val"),
+        tokenizer=tokenizer,
+        report=jokes.report,
+        sources=jokes.sources,
+        n_train_jokes=len(jokes.train),
+        n_val_jokes=len(jokes.val),
+        train_jokes=jokes.train,
+    )
+
+
+@dataclass
+class SplitJokes:
+    """Cleaned jokes on both sides of the split, and where they came from."""
+
+    train: list[str]
+    val: list[str]
+    report: CleaningReport
+    sources: list[str]
+
+
+def split_jokes(
+    paths: Sequence[str] | None,
+    *,
+    text_column: str | None = None,
+    cleaning: CleaningConfig | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+) -> SplitJokes:
+    """Steps 1 to 3 of the pipeline (load, clean, split) without tokenizing."""
     cleaning = cleaning or CleaningConfig()
     sources = load_sources(paths, text_column) if paths else [default_corpus()]
     jokes, report = clean(sources, cleaning)
     if not jokes:
         raise DataError(_nothing_left_message(report, cleaning))
-    train_jokes, val_jokes = split_train_val(jokes, val_fraction)
-    if tokenizer is None:
-        tokenizer = _cached_tokenizer(train_jokes, vocab_size, Path(cache_dir) / "tokenizers")
-    return Corpus(
-        train=tokenize_to_cache(train_jokes, tokenizer, cache_dir, "train"),
-        val=tokenize_to_cache(val_jokes, tokenizer, cache_dir, "val"),
-        tokenizer=tokenizer,
-        report=report,
-        sources=[source.path for source in sources],
-        n_train_jokes=len(train_jokes),
-        n_val_jokes=len(val_jokes),
-        train_jokes=train_jokes,
+    train, val = split_train_val(jokes, val_fraction)
+    return SplitJokes(train, val, report, [source.path for source in sources])
+
+
+def model_data(metadata: dict[str, Any], paths: Sequence[str] | None = None) -> SplitJokes:
+    """The jokes a model folder was trained and validated on, read again from its sources.
+
+    `metadata.json` records the source files and the cleaning and split settings, so the same
+    jokes come back as long as the files are still at those paths (or at `paths`, when given).
+    The texts themselves are never stored in a model folder: the corpora's licences forbid
+    copying them.
+    """
+    sources, config = metadata.get("sources"), metadata.get("train_config")
+    if not config or not (sources or paths):
+        raise DataError(
+            "the model folder's metadata.json does not record its training data; "
+            "export the model with train.py, or pass the data files with --data"
+        )
+    if not paths:
+        missing = [path for path in sources if path != BUILT_IN_CORPUS and not Path(path).is_file()]
+        if missing:
+            raise DataError(
+                f"the model's training data {missing[0]} is not on this machine; run from the "
+                f"folder it was trained in, or pass the data files with --data"
+            )
+        paths = None if sources == [BUILT_IN_CORPUS] else sources
+    cleaning = CleaningConfig(
+        min_chars=config["min_chars"],
+        max_chars=config["max_chars"],
+        drop_offensive=config["clean"],
+    )
+    return split_jokes(
+        paths,
+        text_column=config.get("text_column"),
+        cleaning=cleaning,
+        val_fraction=config["val_fraction"],
     )
 
 

@@ -11,13 +11,13 @@ is exactly a record with undecodable bytes, and is counted as malformed.
 
 import glob
 import gzip
+import importlib.util
 import io
 import json
 import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +36,9 @@ GLOB_CHARACTERS = ("*", "?", "[")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # One or more blank lines (which may hold spaces): the joke separator of multi-line text files.
 _BLANK_LINES = re.compile(r"\n\s*\n")
+
+# The source name of `default_corpus()`, as recorded in a model folder's metadata.
+BUILT_IN_CORPUS = "built-in: oneliners + pyjokes"
 
 
 @dataclass
@@ -67,15 +70,18 @@ def default_corpus() -> Source:
     """The jokes that ship inside the `oneliners` and `pyjokes` packages (a few thousand).
 
     This lets a fresh clone train without any corpus on disk. The `oneliners` files are read
-    directly because its own API imports pkg_resources, which recent setuptools no longer has.
+    from its folder without importing it: its `__init__` imports pkg_resources, which recent
+    setuptools no longer has (and a Python 3.12 venv has no setuptools at all).
     """
     values: list[object] = []
-    data_dir = resources.files("oneliners").joinpath("data")
-    for resource in sorted(data_dir.iterdir(), key=lambda item: item.name):
-        if resource.name.endswith(".txt.gz"):
-            values.extend(_text_file_values(_decode(gzip.decompress(resource.read_bytes()))))
+    spec = importlib.util.find_spec("oneliners")  # finds the package, does not run it
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the oneliners package is missing; pip install -r requirements.txt")
+    data_dir = Path(spec.submodule_search_locations[0]) / "data"
+    for path in sorted(data_dir.glob("*.txt.gz")):
+        values.extend(_text_file_values(_decode(gzip.decompress(path.read_bytes()))))
     values.extend(pyjokes.get_jokes(language="en", category="all"))
-    return _source("built-in: oneliners + pyjokes", values)
+    return _source(BUILT_IN_CORPUS, values)
 
 
 def _expand(entry: str) -> list[str]:
