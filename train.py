@@ -95,6 +95,7 @@ class TrainConfig:
     seed: int = 0
     # Data preparation.
     clean: bool = False
+    offensive_threshold: float = 0.5
     min_chars: int = 10
     max_chars: int = 800
     val_fraction: float = 0.05
@@ -141,6 +142,8 @@ HELP = {
     "fused_attention": "train with the fused attention op (same maths, faster)",
     "seed": "random seed: same seed, data and device give the same loss curve",
     "clean": "drop jokes the offensive-language classifier flags (on for the shipped model)",
+    "offensive_threshold": "with --clean, drop jokes whose offensive probability is above this "
+    "(lower is stricter)",
     "min_chars": "drop jokes shorter than this many characters",
     "max_chars": "drop jokes longer than this many characters",
     "val_fraction": "share of jokes held out for validation (split by joke, stable)",
@@ -409,6 +412,7 @@ class Run:
                 min_chars=config.min_chars,
                 max_chars=config.max_chars,
                 drop_offensive=config.clean,
+                offensive_threshold=config.offensive_threshold,
             ),
             val_fraction=config.val_fraction,
             vocab_size=config.vocab_size,

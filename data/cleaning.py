@@ -14,8 +14,9 @@ import ftfy
 import numpy as np
 from tqdm import tqdm
 
+from data.errors import DataError
 from data.loaders import Source
-from data.offensive import is_offensive
+from data.offensive import OFFENSIVE_THRESHOLD, is_offensive
 
 # Cleaning runs at tens of thousands of jokes a second, so smaller inputs need no progress bar.
 PROGRESS_MIN_JOKES = 20_000
@@ -69,8 +70,17 @@ class CleaningConfig:
     # with the block size (about 3 characters per token of block). This drops about 6% of the
     # shared corpora's jokes, mostly long stories.
     max_chars: int = 800
-    # Drop jokes the offensive-language classifier flags (the --clean flag).
+    # Drop jokes the offensive-language classifier flags (the --clean flag): those whose
+    # offensive probability is above the threshold. Lower is stricter.
     drop_offensive: bool = False
+    offensive_threshold: float = OFFENSIVE_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if not 0 < self.offensive_threshold <= 1:
+            raise DataError(
+                f"offensive threshold {self.offensive_threshold} must be in (0, 1]; "
+                f"the default is {OFFENSIVE_THRESHOLD}, lower drops more jokes"
+            )
 
 
 @dataclass
@@ -142,7 +152,11 @@ def clean(sources: Sequence[Source], config: CleaningConfig) -> tuple[list[str],
     progress.close()
     texts = [text for text, _ in candidates]
     # The classifier runs once over all survivors: it is vectorised, and fast only in bulk.
-    offensive = is_offensive(texts) if config.drop_offensive else np.zeros(len(texts), dtype=bool)
+    offensive = (
+        is_offensive(texts, config.offensive_threshold)
+        if config.drop_offensive
+        else np.zeros(len(texts), dtype=bool)
+    )
     kept = []
     for (text, counts), flagged in zip(candidates, offensive, strict=True):
         if flagged:

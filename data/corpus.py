@@ -14,6 +14,7 @@ from data.cleaning import CleaningConfig, CleaningReport, clean
 from data.errors import DataError
 from data.fingerprint import fingerprint
 from data.loaders import BUILT_IN_CORPUS, default_corpus, load_sources
+from data.offensive import OFFENSIVE_THRESHOLD
 from data.split import DEFAULT_VAL_FRACTION, split_train_val
 from data.tokenizer import DEFAULT_VOCAB_SIZE, load_tokenizer, train_tokenizer
 
@@ -124,6 +125,7 @@ def model_data(metadata: dict[str, Any], paths: Sequence[str] | None = None) -> 
         min_chars=config["min_chars"],
         max_chars=config["max_chars"],
         drop_offensive=config["clean"],
+        offensive_threshold=config.get("offensive_threshold", OFFENSIVE_THRESHOLD),
     )
     return split_jokes(
         paths,

@@ -10,7 +10,9 @@ from data.cleaning import (
     dedupe_key,
     normalize_text,
 )
+from data.errors import DataError
 from data.loaders import Source, load_sources
+from data.offensive import OFFENSIVE_THRESHOLD, offensive_probability
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 requires_shared_data = pytest.mark.skipif(
@@ -125,3 +127,22 @@ def test_shared_corpora_clean_to_about_the_readme_count():
     for row in [*report.sources, report.total]:
         dropped = sum(getattr(row, name) for name in COUNT_NAMES if name not in ("read", "kept"))
         assert row.read == dropped + row.kept
+
+
+def test_a_lower_offensive_threshold_drops_borderline_jokes_too():
+    texts = [OFFENSIVE_JOKE, "A kept joke about a duck.", "The duck was drunk again."]
+    probabilities = offensive_probability(texts)
+    # Between the two thresholds: kept at the default 0.5, dropped at a threshold just below it.
+    borderline = float(probabilities[2])
+    assert probabilities[0] > OFFENSIVE_THRESHOLD > borderline > probabilities[1]
+    strict = CleaningConfig(drop_offensive=True, offensive_threshold=borderline - 0.01)
+    default, _ = clean([source(texts)], CleaningConfig(drop_offensive=True))
+    stricter, report = clean([source(texts)], strict)
+    assert default == texts[1:] and stricter == [texts[1]]
+    assert report.total.offensive == 2
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.1, 1.5])
+def test_an_offensive_threshold_outside_0_to_1_is_refused(threshold):
+    with pytest.raises(DataError, match=r"offensive threshold .* must be in \(0, 1\]"):
+        CleaningConfig(offensive_threshold=threshold)
