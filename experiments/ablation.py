@@ -1,0 +1,159 @@
+"""Choose the model by measurement: train several variants on the same budget, compare them.
+
+Each row is one `train.py` run with the same data, seed, steps and batch size; only the
+positional encoding or the model size changes. The result is a markdown table of validation
+bits per character, `ablation.json` and a plot of the validation curves, all in `--out`.
+
+    python -m experiments.ablation --data ../shared/data/short-jokes/*.csv \\
+        ../shared/data/stupidstuff.json ../shared/data/rjokes-dev.tsv.gz --clean
+
+A finished row is not trained again, so an interrupted ablation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import train
+from model.config import PRESETS
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row: a name, what it changes, and the train.py flags that change it."""
+
+    name: str
+    change: str
+    flags: tuple[str, ...]
+
+
+# Every row starts from the small preset (the shipped model's size, learned positions).
+VARIANTS = (
+    Variant("small-learned", "the shipped default", ()),
+    Variant("small-sinusoidal", "fixed sinusoidal positions", ("--positional", "sinusoidal")),
+    Variant("small-rope", "rotary positions (RoPE)", ("--positional", "rope")),
+    Variant("tiny", "2 layers, width 128", ("--preset", "tiny")),
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.ablation",
+        description="Train each model variant on the same budget and compare validation "
+        "bits per character.",
+    )
+    parser.add_argument("--data", nargs="*", default=[], help="joke files, as for train.py")
+    parser.add_argument("--clean", action="store_true", help="drop offensive jokes (as train.py)")
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per variant")
+    parser.add_argument("--batch-size", type=int, default=16, help="blocks per step")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak, for every row")
+    parser.add_argument("--warmup", type=int, default=30, help="warmup steps, for every row")
+    parser.add_argument("--eval-every", type=int, default=100, help="steps between evaluations")
+    parser.add_argument("--out", default="runs/ablation", help="folder for runs and results")
+    parser.add_argument(
+        "--only", nargs="*", choices=[v.name for v in VARIANTS], help="run only these variants"
+    )
+    return parser.parse_args(argv)
+
+
+def run_variant(variant: Variant, args: argparse.Namespace, folder: Path) -> list[dict]:
+    """Train one variant (unless a finished run is already there); its metric records."""
+    metrics = folder / train.METRICS
+    if not _finished(metrics, args.steps):
+        flags = ["--preset", "small", "--steps", str(args.steps)]
+        flags += ["--batch-size", str(args.batch_size), "--eval-every", str(args.eval_every)]
+        flags += ["--learning-rate", str(args.learning_rate), "--warmup-steps", str(args.warmup)]
+        flags += ["--checkpoint-every", str(args.steps), "--samples", "0"]
+        flags += ["--out", str(folder), *(["--data", *args.data] if args.data else [])]
+        flags += ["--clean"] if args.clean else []
+        resume = ["--resume"] if metrics.exists() else []
+        command = [sys.executable, "train.py", *flags, *variant.flags, *resume]
+        print(f"\n== {variant.name}: {' '.join(command[1:])}", flush=True)
+        subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
+    return [json.loads(line) for line in metrics.read_text().splitlines() if line]
+
+
+def _finished(metrics: Path, steps: int) -> bool:
+    if not metrics.exists():
+        return False
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+    return any(r["step"] == steps and "val_bpc" in r for r in records)
+
+
+def summarize(variant: Variant, records: list[dict], folder: Path) -> dict:
+    """The row of the table: the final validation figures and what the run cost."""
+    final = [r for r in records if "val_bpc" in r][-1]
+    metadata = json.loads((folder / "model" / "metadata.json").read_text())
+    return {
+        "variant": variant.name,
+        "change": variant.change,
+        "parameters": metadata["parameters"],
+        "tokens_seen": metadata["tokens_seen"],
+        "train_seconds": metadata["train_seconds"],
+        "val_loss": round(final["val_loss"], 4),
+        "val_bpc": round(final["val_bpc"], 4),
+        "curve": [(r["step"], r["val_bpc"]) for r in records if "val_bpc" in r],
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| variant | change | parameters | val loss | val bits/char | train time |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    best = min(row["val_bpc"] for row in rows)
+    for row in rows:
+        bpc = f"{row['val_bpc']:.3f}"
+        lines.append(
+            f"| {row['variant']} | {row['change']} | {row['parameters'] / 1e6:.2f}M "
+            f"| {row['val_loss']:.3f} | {f'**{bpc}**' if row['val_bpc'] == best else bpc} "
+            f"| {row['train_seconds'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for row in rows:
+        steps, bpc = zip(*row["curve"], strict=True)
+        ax.plot(steps, bpc, "o-", label=f"{row['variant']} ({row['val_bpc']:.3f})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation bits per character")
+    ax.set_title("Ablation: same data, seed and budget per variant")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    chosen = [v for v in VARIANTS if not args.only or v.name in args.only]
+    rows = []
+    for variant in chosen:
+        folder = out / variant.name
+        rows.append(summarize(variant, run_variant(variant, args, folder), folder))
+    table = markdown_table(rows)
+    budget = f"{args.steps} steps x {args.batch_size} x {PRESETS['small'].block_size} tokens"
+    print(f"\nAblation ({budget} per variant)\n\n{table}")
+    (out / "ablation.md").write_text(f"Budget: {budget} per variant.\n\n{table}\n")
+    (out / "ablation.json").write_text(json.dumps(rows, indent=2))
+    plot(rows, out / "ablation.png")
+    print(f"\nwrote {out / 'ablation.md'}, {out / 'ablation.json'} and {out / 'ablation.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
