@@ -62,6 +62,10 @@ from model.loss import cross_entropy, loss_figures, masked_nll
 TRAIN_CONFIG = "train_config.json"
 METRICS = "metrics.jsonl"
 BYTES_PER_PARAMETER_CHECKPOINT = 4 * 3  # float32 weights + two Adam moments
+# Orbax's metadata per checkpoint (about 0.1 MB for the tiny preset), and the run folder's
+# other files: tokenizer, metrics, loss curve, data report.
+CHECKPOINT_OVERHEAD_BYTES = 1_000_000
+FOLDER_OVERHEAD_BYTES = 1_000_000
 
 
 @dataclass
@@ -426,7 +430,7 @@ class Run:
 
     def check_disk_space(self) -> None:
         """Fail now, not hours from now, if the checkpoints will not fit on the disk."""
-        needed = 3 * self.n_params * BYTES_PER_PARAMETER_CHECKPOINT  # 2 kept + 1 being written
+        needed = disk_space_needed(self.n_params)
         free = shutil.disk_usage(self.folder).free
         if free < needed:
             raise TrainError(
@@ -557,14 +561,7 @@ class Run:
                 progress.update(1)
                 last = self.step == config.steps
                 if self.step % config.log_every == 0 or last:
-                    losses = np.asarray(jax.device_get(window_losses))
-                    if not np.isfinite(losses).all():
-                        bad = window_first_step + int(np.argmin(np.isfinite(losses))) + 1
-                        raise TrainError(
-                            f"loss became {losses[~np.isfinite(losses)][0]} at step {bad}: "
-                            f"lower --learning-rate or raise --warmup-steps; the last good "
-                            f"checkpoint in {self.folder / 'state'} is kept"
-                        )
+                    losses = self.finite_losses(window_losses, window_first_step)
                     elapsed = time.perf_counter() - window_start
                     tokens_per_s = tokens_per_step * len(losses) / elapsed
                     record = {
@@ -592,8 +589,11 @@ class Run:
                         self.step,
                     )
                 if self.step % config.checkpoint_every == 0 or last:
+                    # Never save a diverged state: check the steps not logged yet (if any) first.
+                    self.finite_losses(window_losses, window_first_step)
                     self.save()
             if interrupted:
+                self.finite_losses(window_losses, window_first_step)
                 self.save()
         finally:
             signal.signal(signal.SIGINT, previous_handler)
@@ -602,6 +602,19 @@ class Run:
         if interrupted:
             raise KeyboardInterrupt
         return figures or self.evaluate()
+
+    def finite_losses(self, window: list[jax.Array], first_step: int) -> np.ndarray:
+        """The losses of the steps after `first_step`, or TrainError naming the first step
+        whose loss is NaN or infinite (the state after it is diverged: never to be saved)."""
+        losses = np.asarray(jax.device_get(window))
+        if not np.isfinite(losses).all():
+            bad = first_step + int(np.argmin(np.isfinite(losses))) + 1
+            raise TrainError(
+                f"loss became {losses[~np.isfinite(losses)][0]} at step {bad}: "
+                f"lower --learning-rate or raise --warmup-steps; the last good "
+                f"checkpoint in {self.folder / 'state'} is kept"
+            )
+        return losses
 
     def export(self, figures: dict[str, float], seconds: float) -> Path:
         model, _ = nnx.merge(self.graphdef, self.state)
@@ -626,6 +639,13 @@ class Run:
             metadata,
             dtype=self.config.export_dtype,
         )
+
+
+def disk_space_needed(n_params: int) -> int:
+    """Bytes a run of a model this size needs in its folder, counted generously: two kept
+    checkpoints and a third being written, the exported model (float32 at most), small files."""
+    checkpoint = n_params * BYTES_PER_PARAMETER_CHECKPOINT + CHECKPOINT_OVERHEAD_BYTES
+    return 3 * checkpoint + n_params * 4 + FOLDER_OVERHEAD_BYTES
 
 
 def _copy_parameters(source: GPT, target: GPT) -> None:

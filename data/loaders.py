@@ -9,12 +9,15 @@ a lone surrogate character. Such characters cannot be valid text, so any record 
 is exactly a record with undecodable bytes, and is counted as malformed.
 """
 
+import contextlib
+import csv
 import glob
 import gzip
 import importlib.util
 import io
 import json
 import re
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +39,11 @@ GLOB_CHARACTERS = ("*", "?", "[")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # One or more blank lines (which may hold spaces): the joke separator of multi-line text files.
 _BLANK_LINES = re.compile(r"\n\s*\n")
+
+# A joke table has a few columns; a header with far more is not one (see _csv_values).
+MAX_CSV_COLUMNS = 1_000
+# Column or field names an error message lists at most.
+MAX_NAMES_LISTED = 12
 
 # The source name of `default_corpus()`, as recorded in a model folder's metadata.
 BUILT_IN_CORPUS = "built-in: oneliners + pyjokes"
@@ -140,7 +148,10 @@ def _suffix(path: str | Path) -> str:
 
 def _read_bytes(path: str) -> bytes:
     """The file's bytes, decompressed when they are gzip (recognised by content, not name)."""
-    raw = Path(path).read_bytes()
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror}); check the file") from None
     if not raw.startswith(GZIP_MAGIC):
         return raw
     try:
@@ -162,29 +173,44 @@ def _source(path: str, values: Sequence[object]) -> Source:
 
 def _csv_values(text: str, path: str, text_column: str | None) -> list[object]:
     """One value per CSV row: the text cell, or None for a row that does not parse."""
-    bad_rows = 0
-
-    def count_bad_row(row: list[str]) -> None:
-        nonlocal bad_rows
-        bad_rows += 1
-
+    # pandas takes time and memory per column, so a header of a hundred thousand commas (a
+    # binary or otherwise hostile file) would take minutes: refuse it before parsing.
+    with contextlib.suppress(csv.Error, StopIteration):  # no header line, or pandas says why
+        columns = len(next(csv.reader(io.StringIO(text))))
+        if columns > MAX_CSV_COLUMNS:
+            raise DataError(
+                f"{path}: {columns} columns in the header line, more than a joke table has "
+                f"(at most {MAX_CSV_COLUMNS}); check that this is a CSV file of jokes"
+            )
     try:
-        # The python engine is the one that reports bad rows to a callback (so they are counted)
-        # and that copes with NUL characters and lone surrogates in cells.
-        table = pd.read_csv(
-            io.StringIO(text),
-            dtype=str,
-            keep_default_na=False,
-            engine="python",
-            on_bad_lines=count_bad_row,
-            index_col=False,
-        )
+        # The python engine copes with NUL characters and lone surrogates in cells. Bad rows are
+        # counted from its warnings, not with an on_bad_lines callback: rows that the csv module
+        # itself rejects (a cell over its size limit, a quote still open at the end of the file)
+        # never reach a callback and would vanish uncounted; "warn" reports every skipped row.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            table = pd.read_csv(
+                io.StringIO(text),
+                dtype=str,
+                keep_default_na=False,
+                engine="python",
+                on_bad_lines="warn",
+                index_col=False,
+            )
     except pd.errors.EmptyDataError:
         return []
     except pd.errors.ParserError as error:
         reason = str(error).splitlines()[0]
         message = f"{path}: not a readable CSV file ({reason}); fix or re-export it"
         raise DataError(message) from error
+    bad_rows = 0
+    for warning in caught:
+        if str(warning.message).startswith("Skipping line"):
+            bad_rows += 1
+        else:  # not about a bad row: let it through as it would have come
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     column = text_column or DEFAULT_CSV_COLUMN
     if column not in table.columns:
         names = [str(name) for name in table.columns]
@@ -220,8 +246,8 @@ def _is_number(text: str) -> bool:
 def _json_values(text: str, path: str, text_column: str | None) -> list[object]:
     """One value per record of a JSON list, or per line of a JSON Lines file."""
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
+        document = _parse_json(text)
+    except (json.JSONDecodeError, RecursionError):
         records = [_json_line(line) for line in text.split("\n") if line.strip()]
     else:
         records = document if isinstance(document, list) else [document]
@@ -239,9 +265,18 @@ def _json_values(text: str, path: str, text_column: str | None) -> list[object]:
 
 def _json_line(line: str) -> object:
     try:
-        return json.loads(line)
-    except json.JSONDecodeError:
+        return _parse_json(line)
+    except (json.JSONDecodeError, RecursionError):  # nested deeper than Python's stack
         return None
+
+
+def _parse_json(text: str) -> object:
+    """json.loads, except that integers are read as floats.
+
+    Only strings are jokes, so no number is ever kept; but int() raises ValueError on an
+    integer of more than 4,300 digits, while float() never fails (it gives inf).
+    """
+    return json.loads(text, parse_int=float)
 
 
 def _text_file_values(text: str) -> list[str]:
@@ -265,9 +300,16 @@ def _missing_field_message(
         values = [record.get(name) for record in records]
         return sum(len(value) for value in values if isinstance(value, str)) / max(len(values), 1)
 
+    def shown(name: str) -> str:
+        # A name holding a line break or another control character is quoted, escaped: the
+        # message must stay on one line.
+        return name if name.isprintable() else repr(name)
+
     # The joke is usually the longest text in a record, so that is the column to suggest.
     likeliest = max(names, key=mean_text_length)
+    listed = ", ".join(shown(str(name)) for name in names[:MAX_NAMES_LISTED])
+    if len(names) > MAX_NAMES_LISTED:
+        listed += f" and {len(names) - MAX_NAMES_LISTED} more"
     return (
-        f"{path}: no {kind} {wanted!r} ({kind}s: {', '.join(map(str, names))}); "
-        f"pass --text-column {likeliest}"
+        f"{path}: no {kind} {wanted!r} ({kind}s: {listed}); pass --text-column {shown(likeliest)}"
     )

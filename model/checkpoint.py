@@ -12,6 +12,7 @@ with the file at fault and never half-loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -106,10 +107,19 @@ def _check_manifest(folder: Path) -> None:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{manifest_path} is not valid JSON ({error})") from None
+    # Every file must be listed: an edited manifest that leaves one out would switch its check off.
+    signed = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
+    if not isinstance(manifest, dict) or sorted(manifest) != sorted(signed):
+        raise CheckpointError(
+            f"{manifest_path} must map exactly {', '.join(signed)} to their sha256: "
+            f"export the model again with train.py"
+        )
     for name, expected in manifest.items():
-        if name not in (WEIGHTS, CONFIG, TOKENIZER, METADATA):
-            raise CheckpointError(f"{manifest_path} lists an unexpected file {name!r}")
-        if _sha256(folder / name) != expected:
+        try:
+            actual = _sha256(folder / name)
+        except OSError as error:
+            raise CheckpointError(f"{folder / name} cannot be read ({error.strerror})") from None
+        if actual != expected:
             raise CheckpointError(
                 f"{folder / name} does not match its sha256 in {MANIFEST}: the file is "
                 f"damaged or was edited; restore it or export the model again"
@@ -119,9 +129,38 @@ def _check_manifest(folder: Path) -> None:
 def load_config(folder: str | Path) -> GPTConfig:
     path = Path(folder) / CONFIG
     try:
-        return GPTConfig.from_dict(json.loads(path.read_text()))
+        values = json.loads(path.read_text())
+        if not isinstance(values, dict):
+            raise ConfigError(f"expected a JSON object of sizes, got {type(values).__name__}")
+        _check_config_types(values)
+        return GPTConfig.from_dict(values)
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ConfigError) as error:
         raise CheckpointError(f"{path}: {error}") from None
+
+
+def _check_config_types(values: dict[str, Any]) -> None:
+    """Each known value has its field's JSON type (GPTConfig.validate checks their ranges).
+
+    A string where a number belongs would otherwise surface later as an error from deep
+    inside the model code, without the file's name.
+    """
+    for field in dataclasses.fields(GPTConfig):
+        if field.name not in values:
+            continue  # GPTConfig.from_dict names the missing keys
+        value, default = values[field.name], field.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):  # JSON has one number type: 1 is a fine float
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ConfigError(
+                f"{field.name}={value!r} should be a {type(default).__name__} "
+                f"(like the default {default!r})"
+            )
 
 
 def load_model(folder: str | Path, verify: bool = True) -> tuple[GPT, Tokenizer, dict[str, Any]]:
@@ -140,8 +179,20 @@ def load_model(folder: str | Path, verify: bool = True) -> tuple[GPT, Tokenizer,
         tensors = load_file(weights_path)
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{weights_path} cannot be read ({error})") from None
+    # Building even the abstract model takes time for every block (seconds each for a
+    # hundred), so a config.json that claims far more blocks than the weights hold is
+    # refused before anything is built.
+    blocks = {name.split(".")[1] for name in tensors if name.startswith("blocks.")}
+    if len(blocks) != config.n_layer:
+        raise CheckpointError(
+            f"{weights_path} holds {len(blocks)} transformer blocks but {CONFIG} says "
+            f"n_layer={config.n_layer}; export config and weights together"
+        )
     # Build the model's shapes without computing anything, then check every tensor.
-    abstract = nnx.eval_shape(lambda: GPT(config, rngs=nnx.Rngs(0)))
+    try:
+        abstract = nnx.eval_shape(lambda: GPT(config, rngs=nnx.Rngs(0)))
+    except (TypeError, ValueError) as error:  # sizes that pass validate() but build no model
+        raise CheckpointError(f"{folder / CONFIG} describes no buildable model ({error})") from None
     expected = {k: v.shape for k, v in parameters_to_flat(abstract).items()}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -156,20 +207,59 @@ def load_model(folder: str | Path, verify: bool = True) -> tuple[GPT, Tokenizer,
                 f"{weights_path}: {name} has shape {tuple(tensors[name].shape)} but "
                 f"{CONFIG} implies {tuple(shape)}; export config and weights together"
             )
+    weights = {}
+    for name, tensor in tensors.items():
+        # save_model writes float32 or bfloat16; integers of the right byte length would
+        # otherwise load as nonsense weights.
+        if tensor.dtype not in STORAGE_DTYPES.values():
+            raise CheckpointError(
+                f"{weights_path}: {name} is stored as {tensor.dtype}, not float32 or bfloat16; "
+                f"export the model again"
+            )
+        weights[name] = tensor.astype(np.float32)
+        # A damaged exponent byte turns a weight into inf or NaN: every output would be NaN.
+        if not np.isfinite(weights[name]).all():
+            raise CheckpointError(
+                f"{weights_path}: {name} holds NaN or infinite values; the file is damaged "
+                f"or the run diverged: restore it or export the model again"
+            )
     tokenizer_path = folder / TOKENIZER
     try:
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
     except Exception as error:  # tokenizers raises a bare Exception on bad JSON
-        raise CheckpointError(f"{tokenizer_path} cannot be read ({error})") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{tokenizer_path} cannot be read ({reason})") from None
     if tokenizer.get_vocab_size() != config.vocab_size:
         raise CheckpointError(
             f"{tokenizer_path} has {tokenizer.get_vocab_size()} tokens but {CONFIG} says "
             f"vocab_size={config.vocab_size}: use the tokenizer the model was trained with"
         )
+    _check_token_ids(tokenizer, tokenizer_path, config.vocab_size)
     model = GPT(config, rngs=nnx.Rngs(0))
-    set_parameters(model, {k: v.astype(np.float32) for k, v in tensors.items()})
+    set_parameters(model, weights)
     try:
         metadata = json.loads((folder / METADATA).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{folder / METADATA} is not valid JSON ({error})") from None
     return model, tokenizer, metadata
+
+
+def _check_token_ids(tokenizer: Tokenizer, path: Path, vocab_size: int) -> None:
+    """Every token id indexes a row of the embedding, and the end-of-joke token exists.
+
+    The counts can agree while an id does not (an added token with id 1000000): the model
+    would then read a clamped, wrong embedding row without any error.
+    """
+    from data.tokenizer import END_OF_JOKE  # here: data/ is heavier than model/ needs
+
+    largest = max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1)
+    if largest >= vocab_size:
+        raise CheckpointError(
+            f"{path} has token id {largest} but the model has only {vocab_size} embeddings: "
+            f"use the tokenizer the model was trained with"
+        )
+    if tokenizer.token_to_id(END_OF_JOKE) is None:
+        raise CheckpointError(
+            f"{path} has no {END_OF_JOKE} token, which starts and ends every joke: "
+            f"use the tokenizer the model was trained with"
+        )
