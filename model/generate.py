@@ -87,6 +87,8 @@ class Generator:
         def step(params, token, position, cache, key, temperature, top_k, top_p):
             decoder = nnx.merge(graphdef, params)
             logits, attention, cache = decoder.decode_step(token, position, cache)
+            # The joke's key, folded with the position: each position draws its own noise.
+            key = jax.random.fold_in(key, position)
             next_token = sample_token(key, logits, temperature, top_k, top_p)
             top_probs, top_ids = jax.lax.top_k(jax.nn.softmax(logits, axis=-1), CANDIDATES)
             return next_token, top_ids, top_probs, attention, cache
@@ -111,16 +113,10 @@ class Generator:
         candidates = probabilities = None
         position = 0
         while position < len(sequence):
-            token = jnp.asarray([sequence[position]], dtype=jnp.int32)
+            # NumPy inputs travel with the call: no separate transfer to the device per token.
+            token = np.array([sequence[position]], dtype=np.int32)
             next_token, top_ids, top_probs, attention, cache = self._step(
-                self.params,
-                token,
-                jnp.int32(position),
-                cache,
-                jax.random.fold_in(key, position),
-                temperature,
-                top_k,
-                top_p,
+                self.params, token, np.int32(position), cache, key, temperature, top_k, top_p
             )
             yield Step(
                 position=position,

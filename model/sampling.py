@@ -25,8 +25,9 @@ def filter_logits(
     (1.0 keeps all). The most likely token always survives.
     """
     scaled = logits / jnp.maximum(temperature, GREEDY_BELOW)
-    order = jnp.argsort(-scaled, axis=-1)  # (B, V): most likely first
-    sorted_logits = jnp.take_along_axis(scaled, order, axis=-1)
+    # Every token, most likely first (equal logits: lower id first), and where each came from.
+    # top_k over the whole vocabulary is a sort; on CPU it takes half the time of argsort.
+    sorted_logits, order = jax.lax.top_k(scaled, logits.shape[-1])  # (B, V) each
     rank = jnp.arange(logits.shape[-1])  # (V,)
     keep_top_k = (top_k <= 0) | (rank < top_k)
     sorted_probs = jax.nn.softmax(sorted_logits, axis=-1)
@@ -35,9 +36,9 @@ def filter_logits(
     keep_top_p = probability_before < top_p
     keep = keep_top_k & keep_top_p
     filtered_sorted = jnp.where(keep, sorted_logits, -jnp.inf)
-    # Undo the sort: scatter each sorted entry back to its vocabulary position.
-    inverse = jnp.argsort(order, axis=-1)
-    return jnp.take_along_axis(filtered_sorted, inverse, axis=-1)
+    # Undo the sort: write each sorted entry back to its vocabulary position.
+    rows = jnp.arange(logits.shape[0])[:, None]  # (B, 1)
+    return jnp.empty_like(scaled).at[rows, order].set(filtered_sorted, unique_indices=True)
 
 
 def sample_token(
