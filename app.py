@@ -7,17 +7,25 @@ The model folder is loaded and compiled once, before the server starts; every cl
 token is answered from the attention kept in the visitor's gr.State, never by running the
 model again. The HTML of the heatmaps comes from visuals.py. Programs can call the
 `/generate` endpoint (see README) with gradio_client.
+
+In clean mode (the default) every finished joke is checked for offensive language before it is
+shown, and a flagged one is written again with the next seed. Under each joke the app shows the
+nearest joke of the training data, from an index built in the background at start.
+PUNCHLINE_LOG_COMPILES=1 logs every JAX compilation (benchmarks/load.py counts them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import inspect
 import math
 import os
+import reprlib
 import secrets
 import shlex
 import sys
+import threading
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -26,9 +34,17 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import jax
 import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from gradio.exceptions import InvalidPathError
 
 import visuals
+from data.corpus import model_data
+from data.errors import DataError
+from data.offensive import is_offensive
+from data.originality import JokeIndex, Nearest
 from data.tokenizer import END_OF_JOKE, decode, encode, end_of_joke_id, token_strings
 from model.checkpoint import CheckpointError, load_model
 from model.generate import Generator, SamplingSettings, Step, attention_matrix
@@ -38,16 +54,27 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 CHECKPOINT = os.environ.get("PUNCHLINE_CHECKPOINT", "checkpoints/punchline")
 SERVER_NAME = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
 SERVER_PORT = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+LOG_COMPILES = os.environ.get("PUNCHLINE_LOG_COMPILES") == "1"
 MAX_PROMPT_CHARS = 1_000
 MAX_SEED = 2**31 - 1
 RANDOM_SEEDS = 1_000_000  # random seeds stay below this, so they are easy to retype
 DEFAULTS = SamplingSettings()
+# Clean mode writes a flagged joke again with the next seed, this many jokes in all. With the
+# shipped model at the default settings 2.4% of jokes are flagged and 1,000 requests never
+# needed more than three (benchmarks/clean_rate.py), so five tries find a clean joke all but
+# always, and a request never costs more than five jokes' time.
+CLEAN_TRIES = 5
+# Requests that may wait for the model. One joke takes well under a second, so the last of
+# them waits some seconds; beyond that a visitor is told at once that the app is busy.
+QUEUE_SIZE = 32
+NEW, CLOSE = "new", "close to a known joke"  # the originality verdicts
 HELP = {  # the hint under each control
     "t": "Low: safe and repetitive. High: surprising, then nonsense.",
     "k": "Only the k most likely tokens may be drawn (0: all).",
     "p": "Only the most likely tokens that together reach p.",
     "n": "New tokens at most.",
     "seed": "Picks one and shows it here.",
+    "clean": f"A joke flagged as offensive is written again (up to {CLEAN_TRIES} tries).",
 }
 
 
@@ -59,16 +86,35 @@ def invalid(message: str) -> gr.Error:
     return gr.Error(message, title="Invalid input", print_exception=False)
 
 
+class _ShortRepr(reprlib.Repr):
+    """repr() of whatever was sent, cut short: little work for huge or deeply nested values."""
+
+    def __init__(self) -> None:
+        super().__init__()  # (keyword arguments for the limits need Python 3.12)
+        self.maxlevel, self.maxstring, self.maxother = 2, 40, 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        # Python refuses to turn an integer of more than 4,300 digits into text.
+        if x.bit_length() > 256:
+            return f"an integer of about {int(x.bit_length() * math.log10(2)):,} digits"
+        return super().repr_int(x, level)
+
+
+_REPR = _ShortRepr()
+
+
 def _shown(value: Any) -> str:
     # Error messages are rendered as HTML in the browser: never echo markup back.
-    text = repr(value)
+    text = _REPR.repr(value)
     return html.escape(text if len(text) <= 40 else text[:39] + "…", quote=False)
 
 
 def _checked(name: str, value: Any, allowed: str, ok: Any, whole: bool = False) -> float:
     """`value` if it is a finite number (whole if asked) for which ok(value) holds."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not (number and math.isfinite(value) and (not whole or value == int(value)) and ok(value)):
+    # Integers are compared as they are: math.isfinite(10**400) would overflow converting to float.
+    finite = number and (isinstance(value, int) or math.isfinite(value))
+    if not (finite and (not whole or value == int(value)) and ok(value)):
         kind = "a whole number" if whole else "a number"
         raise invalid(f"{name} must be {kind} {allowed}; got {_shown(value)}")
     return value
@@ -100,6 +146,13 @@ def validate_settings(
         max_new_tokens=int(n),
         seed=secrets.randbelow(RANDOM_SEEDS) if s == -1 else int(s),
     )
+
+
+def validate_clean(clean: Any) -> bool:
+    """Clean mode is on or off: only true or false, so that "false" (a string) cannot mean on."""
+    if not isinstance(clean, bool):
+        raise invalid(f"clean must be true or false; got {_shown(clean)}")
+    return clean
 
 
 def clean_prompt(prompt: Any) -> tuple[str, list[str]]:
@@ -139,6 +192,7 @@ class JokeRequest:
     trimmed: int  # prompt tokens dropped from the left to fit the context
     capped: bool  # max_new_tokens was lowered to the room left after the prompt
     notes: list[str]
+    clean: bool = False  # check the finished joke for offensive language before showing it
 
 
 @dataclass
@@ -161,7 +215,7 @@ class JokeWriter:
 
     def __init__(self, folder: str | Path):
         self.folder = str(folder)
-        self.model, self.tokenizer, _ = load_model(folder)
+        self.model, self.tokenizer, self.metadata = load_model(folder)
         self.config = self.model.config
         self.end_of_joke = end_of_joke_id(self.tokenizer)
         if self.end_of_joke is None:
@@ -177,6 +231,7 @@ class JokeWriter:
         filler = encode(self.tokenizer, "Knock knock. Who's there? ")
         prompt = (filler * self.config.block_size)[: self.config.block_size - 2]
         self.generator.generate(prompt, dataclasses.replace(DEFAULTS, max_new_tokens=1))
+        is_offensive(["Knock knock."])  # reads the classifier's weights once, now
 
     def fit(self, text: str, limit: int) -> tuple[str, list[int], int]:
         """Drop words from the left until the prompt is at most `limit` tokens.
@@ -203,10 +258,26 @@ class JokeWriter:
         return kept, kept_ids, len(ids) - len(kept_ids)
 
     def request(
-        self, prompt: Any, temperature: Any, top_k: Any, top_p: Any, max_new_tokens: Any, seed: Any
+        self,
+        prompt: Any,
+        temperature: Any,
+        top_k: Any,
+        top_p: Any,
+        max_new_tokens: Any,
+        seed: Any,
+        clean: Any = False,
     ) -> JokeRequest:
         """Validate everything a visitor or program sent; raises gr.Error with the reason."""
+        clean = validate_clean(clean)
         text, notes = clean_prompt(prompt)
+        # Every joke would start with flagged words: refuse now rather than write five in vain.
+        if clean and text and is_offensive([text])[0]:
+            raise gr.Error(
+                "Your opening words were flagged as offensive and clean mode is on: change them, "
+                "or turn off clean mode (clean=False in the API).",
+                title="Offensive opening words",
+                print_exception=False,
+            )
         block = self.config.block_size
         settings = validate_settings(
             temperature, top_k, top_p, max_new_tokens, seed,
@@ -223,7 +294,7 @@ class JokeWriter:
         room = block - 1 - len(ids)  # the start token takes one place
         capped = settings.max_new_tokens > room
         settings = dataclasses.replace(settings, max_new_tokens=min(room, settings.max_new_tokens))
-        return JokeRequest(text, ids, settings, trimmed, capped, notes)
+        return JokeRequest(text, ids, settings, trimmed, capped, notes, clean)
 
     def steps(self, job: JokeRequest) -> Iterator[Step]:
         return self.generator.stream(job.prompt_ids, job.settings)
@@ -260,6 +331,130 @@ class JokeWriter:
     def write(self, job: JokeRequest) -> Joke:
         return self.finish(job, list(self.steps(job)))
 
+    def write_checked(self, job: JokeRequest) -> tuple[Joke | None, int]:
+        """Write the joke; in clean mode, until one is not flagged as offensive.
+
+        A flagged joke is written again with the next seed, CLEAN_TRIES jokes at most. Returns
+        the joke (None when every try was flagged) and how many jokes were written. The joke's
+        request holds the seed that wrote it, so it can be written again.
+        """
+        if not job.clean:
+            return self.write(job), 1
+        for attempt in range(CLEAN_TRIES):
+            tried = retry(job, attempt)
+            joke = self.write(tried)
+            if not is_offensive([joke_text(joke)])[0]:
+                return joke, attempt + 1
+        return None, CLEAN_TRIES
+
+
+def joke_text(joke: Joke) -> str:
+    """The joke as shown: the opening words as the model read them, then its own words."""
+    return joke.request.prompt + joke.written
+
+
+def retry(job: JokeRequest, attempt: int) -> JokeRequest:
+    """The request for clean mode's attempt number `attempt` (0: the request itself)."""
+    if attempt == 0:
+        return job
+    first = job.settings.seed
+    seed, last_flagged = ((first + i) % (MAX_SEED + 1) for i in (attempt, attempt - 1))
+    flagged = f"seed {first}" if attempt == 1 else f"seeds {first} to {last_flagged}"
+    note = f"Clean mode: {flagged} wrote a joke flagged as offensive; this is seed {seed}."
+    return dataclasses.replace(
+        job, settings=dataclasses.replace(job.settings, seed=seed), notes=[*job.notes, note]
+    )
+
+
+def no_clean_joke(job: JokeRequest) -> gr.Error:
+    last = (job.settings.seed + CLEAN_TRIES - 1) % (MAX_SEED + 1)
+    return gr.Error(
+        f"Could not find a clean joke: all {CLEAN_TRIES} jokes written (seeds "
+        f"{job.settings.seed} to {last}) were flagged as offensive. Try again, change the "
+        "opening words or the settings, or turn off clean mode.",
+        title="No clean joke",
+        print_exception=False,
+    )
+
+
+# ---------------------------------------------------------------- is the joke new?
+
+
+@dataclass(frozen=True)
+class Originality:
+    """A finished joke against the training jokes: what the page and the API report."""
+
+    verdict: str | None  # NEW or CLOSE; None when there was nothing to compare with
+    similarity: float | None  # cosine similarity of TF-IDF vectors, 0 to 1
+    joke: str | None  # the nearest training joke
+    note: str | None  # why there is no verdict
+
+    @classmethod
+    def unknown(cls, note: str) -> Originality:
+        return cls(None, None, None, note)
+
+    def as_json(self) -> dict[str, Any]:
+        similarity = None if self.similarity is None else round(self.similarity, 4)
+        return dataclasses.asdict(self) | {"similarity": similarity}
+
+
+def judge(nearest: Nearest) -> Originality:
+    """The verdict on one joke from its nearest training joke (see data/originality.py)."""
+    similarity = min(1.0, max(0.0, nearest.similarity))  # float32 sums can pass 1 slightly
+    if similarity == 0:  # no word in common with any training joke: none is nearer than another
+        return Originality(NEW, 0.0, None, None)
+    return Originality(CLOSE if nearest.memorised else NEW, similarity, nearest.joke, None)
+
+
+class OriginalityCheck:
+    """Finds the training joke nearest to each finished joke.
+
+    The index needs the training files, read again from the paths in the model's metadata, and
+    some seconds (a minute on a busy 2-core machine for 70,000 jokes): it is built in a
+    background thread, so the app serves jokes meanwhile. Where the files are not on the machine
+    (a Hugging Face Space has only the model folder) the check says it is unavailable and why.
+    Only one training joke per request ever leaves the server: the nearest one.
+    """
+
+    def __init__(self, metadata: dict[str, Any]):
+        self._index: JokeIndex | None = None
+        self._unavailable = ""
+        self._built = threading.Event()
+        thread = threading.Thread(target=self._build, args=(metadata,), daemon=True)
+        thread.start()
+
+    def _build(self, metadata: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        try:
+            self._index = JokeIndex(model_data(metadata).train)
+        except DataError as error:
+            # The message says what is missing, then how to fix it when training: keep the first.
+            self._unavailable = str(error).split("; ")[0]
+        except Exception as error:  # an unreadable file must not stop the app: say why instead
+            self._unavailable = f"the training jokes could not be indexed ({error})"
+        finally:
+            self._built.set()
+        if self._index is None:
+            line = self.check("").note
+        else:
+            line = f"{len(self._index):,} training jokes indexed in"
+            line += f" {time.perf_counter() - started:.1f} s"
+        print(f"Punchline: {line}", flush=True)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the index is built or known to be unavailable; False on timeout."""
+        return self._built.wait(timeout)
+
+    def check(self, text: str) -> Originality:
+        """Is `text` new? Says so when the index is not built yet or cannot be built."""
+        if not self._built.is_set():
+            return Originality.unknown("Originality check: still indexing the training jokes.")
+        if self._index is None:
+            return Originality.unknown(f"Originality check unavailable: {self._unavailable}.")
+        if not text.strip():
+            return Originality.unknown("Originality check: the joke is empty.")
+        return judge(self._index.nearest([text])[0])
+
 
 # ---------------------------------------------------------------- what the API returns
 
@@ -278,7 +473,9 @@ def round_rows(weights: np.ndarray, decimals: int = 4) -> np.ndarray:
     return (floor + (rank < missing)) / scale
 
 
-def joke_json(writer: JokeWriter, joke: Joke) -> dict[str, Any]:
+def joke_json(
+    writer: JokeWriter, joke: Joke, originality: Originality, tries: int = 1
+) -> dict[str, Any]:
     """The /generate answer: one JSON object (the fields are listed in the README)."""
     settings = joke.request.settings
     pieces = token_strings(writer.tokenizer, joke.token_ids)
@@ -313,7 +510,29 @@ def joke_json(writer: JokeWriter, joke: Joke) -> dict[str, Any]:
         "ended": joke.ended,
         "trimmed": joke.request.trimmed,
         "notes": joke.request.notes,
+        "clean": joke.request.clean,
+        "tries": tries,
+        "nearest": originality.as_json(),
     }
+
+
+def generate_json(
+    writer: JokeWriter,
+    originality: OriginalityCheck,
+    prompt: Any,
+    temperature: Any,
+    top_k: Any,
+    top_p: Any,
+    max_new_tokens: Any,
+    seed: Any,
+    clean: Any,
+) -> dict[str, Any]:
+    """What the /generate endpoint does with the values a program sent, whatever they are."""
+    job = writer.request(prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
+    joke, tries = writer.write_checked(job)
+    if joke is None:
+        raise no_clean_joke(job)
+    return joke_json(writer, joke, originality.check(joke_text(joke)), tries)
 
 
 # ---------------------------------------------------------------- the page
@@ -398,10 +617,47 @@ def how_it_works(writer: JokeWriter) -> str:
     )  # fmt: skip
 
 
-def build_demo(writer: JokeWriter) -> gr.Blocks:
+class Blocks(gr.Blocks):
+    """gr.Blocks, with a clear error for two kinds of hand-made requests that Gradio refuses
+    with a traceback in the log and an empty error for the caller: too few values for an
+    endpoint, and a value shaped like a file reference (Gradio reads no such file: it refuses
+    any that was not uploaded, and no input of this app is a file)."""
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        needed = len(block_fn.inputs)
+        if len(inputs) < needed:
+            names = list(inspect.signature(block_fn.fn).parameters)
+            listed = f" ({', '.join(names)})" if len(names) == needed else ""
+            raise invalid(
+                f"{block_fn.api_name or 'this event'} takes {needed} values{listed}; "
+                f"got {len(inputs)}"
+            )
+        super().validate_inputs(block_fn, inputs)
+
+    async def preprocess_data(
+        self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False
+    ) -> list[Any]:
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except InvalidPathError:
+            raise invalid(
+                f"{block_fn.api_name or 'this event'} takes no files; a value shaped like a file "
+                "reference was sent"
+            ) from None
+
+
+def unknown_keyword(request: Request, error: TypeError) -> JSONResponse:
+    """/gradio_api/call/v2/<name> with a keyword the endpoint does not have: Gradio raises a
+    TypeError with a clear message, then answers 500 and logs a traceback. Say it with a 422."""
+    if "/call/v2/" not in request.url.path:
+        raise error  # any other TypeError is a bug: Gradio's usual 500 and traceback
+    return JSONResponse({"detail": str(error).split(" Please click")[0]}, status_code=422)
+
+
+def build_demo(writer: JokeWriter, originality: OriginalityCheck) -> gr.Blocks:
     c = writer.config
     # No analytics: the page and the server talk to nobody but each other.
-    with gr.Blocks(title="Punchline: a tiny GPT that tells jokes", analytics_enabled=False) as demo:
+    with Blocks(title="Punchline: a tiny GPT that tells jokes", analytics_enabled=False) as demo:
         gr.HTML(
             '<header class="pl-header"><h1>Punchline</h1><p>A small GPT, written from scratch '
             "in JAX, tells a joke one token at a time. Then click any token to see what it was "
@@ -443,6 +699,7 @@ def build_demo(writer: JokeWriter) -> gr.Blocks:
                 with gr.Row():
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
                     random_seed = gr.Checkbox(True, label="Random seed", info=HELP["seed"])
+                clean = gr.Checkbox(True, label="Clean jokes only", info=HELP["clean"])
         gr.Markdown("### Tokens\nWhat the model read and wrote. Click one to look inside.")
         tokens = gr.HTML(
             visuals.render_placeholder("The tokens of your joke will appear here."),
@@ -488,14 +745,20 @@ def build_demo(writer: JokeWriter) -> gr.Blocks:
             n: float,
             seed_value: float,
             random_choice: bool,
+            clean_only: bool,
             layer_index: int,
             head_index: int,
             request: gr.Request,
         ) -> Iterator[dict]:
-            job = writer.request(prompt_text, t, k, p, n, -1 if random_choice else seed_value)
+            job = writer.request(
+                prompt_text, t, k, p, n, -1 if random_choice else seed_value, clean_only
+            )
             # Forget the previous joke first, so a click during writing cannot show stale data.
+            waiting = (
+                ["Clean mode: the joke appears once it has been checked."] if job.clean else []
+            )
             yield {
-                joke_card: visuals.render_joke(job.prompt, "", writing=True),
+                joke_card: visuals.render_joke(job.prompt, "", writing=True, notes=waiting),
                 tokens: visuals.render_placeholder("Writing…"),
                 joke_state: None,
                 selected: None,
@@ -503,21 +766,41 @@ def build_demo(writer: JokeWriter) -> gr.Blocks:
                 heads: "",
                 matrix: "",
             }
-            steps: list[Step] = []
-            for step in writer.steps(job):
-                steps.append(step)
-                if step.sampled:
-                    text = decode(writer.tokenizer, [s.token for s in steps if s.sampled])
-                    yield {joke_card: visuals.render_joke(job.prompt, text, writing=True)}
-            joke = writer.finish(job, steps)
+            if job.clean:
+                # Never stream in clean mode: a flagged joke must not be seen, even in part.
+                joke, _ = writer.write_checked(job)
+                if joke is None:
+                    yield {
+                        joke_card: visuals.render_joke(
+                            job.prompt, "", writing=False, notes=[no_clean_joke(job).message]
+                        ),
+                        tokens: visuals.render_placeholder("No clean joke this time."),
+                    }
+                    return
+            else:
+                steps: list[Step] = []
+                for step in writer.steps(job):
+                    steps.append(step)
+                    if step.sampled:
+                        text = decode(writer.tokenizer, [s.token for s in steps if s.sampled])
+                        yield {joke_card: visuals.render_joke(job.prompt, text, writing=True)}
+                joke = writer.finish(job, steps)
             meta, notes = describe(joke)
+            found = originality.check(joke_text(joke))
             last = len(joke.token_ids) - 1  # show the last token's attention straight away
             info, grid, one_head = token_views(joke, last, layer_index, head_index)
             origin = request.headers.get("origin") or f"http://{SERVER_NAME}:{SERVER_PORT}"
-            cli, python = reproduce(writer, job, origin.rstrip("/") + "/")
+            cli, python = reproduce(writer, joke.request, origin.rstrip("/") + "/")
             yield {
                 joke_card: visuals.render_joke(
-                    job.prompt, joke.written, writing=False, meta=meta, notes=notes
+                    joke.request.prompt,
+                    joke.written,
+                    writing=False,
+                    meta=meta,
+                    notes=notes,
+                    originality=visuals.render_originality(
+                        found.verdict, found.similarity, found.joke, found.note
+                    ),
                 ),
                 tokens: visuals.render_token_row(joke.labels, joke.prompt_length, last),
                 joke_state: joke,
@@ -525,7 +808,7 @@ def build_demo(writer: JokeWriter) -> gr.Blocks:
                 token_info: info,
                 heads: grid,
                 matrix: one_head,
-                seed: job.settings.seed,
+                seed: joke.request.settings.seed,
                 command: cli,
                 client_code: python,
             }
@@ -557,7 +840,7 @@ def build_demo(writer: JokeWriter) -> gr.Blocks:
         writing = {"concurrency_limit": 1, "concurrency_id": "model"}
         viewing = {"concurrency_limit": 4, "concurrency_id": "views", "api_visibility": "private"}
         viewing |= {"show_progress": "hidden", "trigger_mode": "always_last"}
-        settings = [prompt, temperature, top_k, top_p, max_new_tokens, seed, random_seed]
+        settings = [prompt, temperature, top_k, top_p, max_new_tokens, seed, random_seed, clean]
         views = [token_info, heads, matrix]
         gr.on(
             [tell.click, prompt.submit],
@@ -582,32 +865,54 @@ def build_demo(writer: JokeWriter) -> gr.Blocks:
             top_p: float = DEFAULTS.top_p,
             max_new_tokens: int = min(DEFAULTS.max_new_tokens, c.block_size),
             seed: int = -1,
+            clean: bool = True,
         ) -> dict:
             """Write one joke. Returns its text, tokens, attention (layers x heads x T x T) and
-            the model's five most likely candidates at each written position. seed=-1: random."""
-            job = writer.request(prompt, temperature, top_k, top_p, max_new_tokens, seed)
-            return joke_json(writer, writer.write(job))
+            the model's five most likely candidates at each written position. seed=-1: random.
+            clean=True: a joke flagged as offensive is written again with the next seed (`tries`
+            says how many were written; an error if none of 5 is clean). `nearest` compares the
+            joke with the training jokes: {similarity, verdict: "new" | "close to a known joke" |
+            null, joke: the nearest training joke, note: why there is no verdict}."""
+            return generate_json(
+                writer, originality, prompt, temperature, top_k, top_p, max_new_tokens, seed, clean
+            )
 
         gr.api(generate, api_name="generate", **writing)
     return demo
 
 
+def queued(demo: gr.Blocks, max_size: int = QUEUE_SIZE) -> gr.Blocks:
+    """The app's queue: past `max_size` waiting requests, a new one is refused at once.
+
+    Gradio then answers HTTP 503; the page shows "This application is currently busy. Please
+    try again." and gradio_client raises QueueError("Queue is full! Please try again.").
+    Every request goes through the queue: api_open=False closes Gradio's direct routes
+    (/gradio_api/run/<name>), which would run jokes beside it, unlimited in number.
+    """
+    return demo.queue(default_concurrency_limit=1, max_size=max_size, api_open=False)
+
+
 def main() -> int:
     started = time.perf_counter()
+    if LOG_COMPILES:
+        jax.config.update("jax_log_compiles", True)  # one log line per compilation, on stderr
     try:
         writer = JokeWriter(CHECKPOINT)
     except CheckpointError as error:
         print(f"error: cannot load the model: {error}", file=sys.stderr)
         return 1
+    originality = OriginalityCheck(writer.metadata)  # builds in the background from here on
     writer.warm_up()
-    print(f"Punchline: model loaded and compiled in {time.perf_counter() - started:.1f} s")
-    demo = build_demo(writer)
-    demo.queue(default_concurrency_limit=1, max_size=32).launch(
+    seconds = time.perf_counter() - started
+    print(f"Punchline: model loaded and compiled in {seconds:.1f} s", flush=True)
+    demo = build_demo(writer, originality)
+    queued(demo).launch(
         server_name=SERVER_NAME,
         server_port=SERVER_PORT,
         # System fonts: the page loads nothing from other sites.
         theme=gr.themes.Soft(primary_hue="orange", font=["ui-sans-serif", "system-ui"]),
         css_paths=[ASSETS / "style.css"],
+        app_kwargs={"exception_handlers": {TypeError: unknown_keyword}},
     )
     return 0
 

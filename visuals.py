@@ -173,8 +173,12 @@ def render_joke(
     writing: bool,
     meta: str = "",
     notes: list[str] | None = None,
+    originality: str = "",
 ) -> str:
-    """The joke card: opening words in one style, the model's words in another."""
+    """The joke card: opening words in one style, the model's words in another.
+
+    `originality` is HTML from render_originality, shown last.
+    """
     caret = '<span class="pl-caret" aria-hidden="true"></span>' if writing else ""
     joke = (
         f'<span class="pl-joke-typed">{html.escape(printable(prompt_text))}</span>'
@@ -184,8 +188,36 @@ def render_joke(
     if meta:
         parts.append(f'<p class="pl-meta">{html.escape(meta)}</p>')
     parts.extend(f'<p class="pl-note">{html.escape(note)}</p>' for note in notes or [])
+    parts.append(originality)
     parts.append("</div>")
     return "".join(parts)
+
+
+def render_originality(
+    verdict: str | None, similarity: float | None, nearest: str | None, note: str | None
+) -> str:
+    """The verdict on a joke's originality, and the one training joke nearest to it.
+
+    verdict is "new" or "close to a known joke" (app.py decides); without one, `note` says why.
+    """
+    if verdict is None:
+        return f'<p class="pl-origin pl-origin-note">{html.escape(note or "")}</p>'
+    kind = "new" if verdict == "new" else "close"
+    how = (
+        "cosine similarity of the two jokes' words and word pairs (TF-IDF): 1 means the same "
+        "words, 0 none in common"
+    )
+    head = (
+        f'<p class="pl-origin-head"><strong>{html.escape(verdict.capitalize())}</strong> · '
+        f'<span title="{_attr(how)}">similarity {similarity:.2f}</span> to the nearest joke '
+        "it was trained on"
+    )
+    if nearest is None:
+        return f'<div class="pl-origin pl-origin-{kind}">{head}: none shares a word.</p></div>'
+    return (
+        f'<div class="pl-origin pl-origin-{kind}">{head}:</p>'
+        f'<blockquote class="pl-origin-joke">{html.escape(printable(nearest))}</blockquote></div>'
+    )
 
 
 def render_placeholder(text: str) -> str:

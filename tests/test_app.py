@@ -1,14 +1,17 @@
 """The web app: input checks and HTML drawing on their own, then the real server through its API.
 
 The server tests start `python app.py` once, on a tiny random-weights model trained here in a
-few seconds, and call it with gradio_client as a program would. tests/test_browser.py reuses
-the same server (see `running_server`).
+few seconds, and call it with gradio_client as a program would. tests/test_browser.py,
+tests/test_load.py and tests/test_hostile_api.py reuse the same server (see `running_server`).
+The model folder's metadata names a small file of made-up jokes as its training data, so the
+server's originality check has an index to search.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import html
 import json
 import math
 import os
@@ -20,8 +23,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import httpx
@@ -32,6 +38,8 @@ from gradio_client import Client
 
 import app
 import visuals
+from data.corpus import model_data
+from data.originality import MEMORISED_SIMILARITY, Nearest
 from data.tokenizer import encode, train_tokenizer
 from model.checkpoint import save_model
 from model.config import GPTConfig
@@ -55,15 +63,33 @@ def joke_like_lines(count: int = 400) -> list[str]:
     ]
 
 
+# What train.py records about its data, as model_data reads it back (no cleaning by the
+# offensive-language model: the made-up jokes are harmless and the index builds faster).
+TRAIN_CONFIG = dict(min_chars=10, max_chars=800, clean=False, val_fraction=0.05, text_column=None)
+
+
 @functools.cache
 def model_folder() -> Path:
-    """A complete model folder with random weights; built once per test session."""
+    """A complete model folder with random weights; built once per test session.
+
+    Its metadata records the made-up jokes (written next to it) as the training data.
+    """
     tokenizer = train_tokenizer(joke_like_lines(), vocab_size=VOCAB_SIZE)
     config = GPTConfig(vocab_size=tokenizer.get_vocab_size(), **CONFIG)
     model = GPT(config, rngs=nnx.Rngs(0))
     folder = Path(tempfile.mkdtemp(prefix="punchline-test-")) / "model"
     atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)  # after the server stops
-    return save_model(model, tokenizer, folder, metadata={})
+    jokes = folder.parent / "jokes.json"
+    jokes.write_text(json.dumps([{"joke": joke} for joke in joke_like_lines()]))
+    metadata = {"sources": [str(jokes)], "train_config": TRAIN_CONFIG}
+    return save_model(model, tokenizer, folder, metadata=metadata)
+
+
+@functools.cache
+def training_jokes() -> list[str]:
+    """The jokes the test model folder says it was trained on (the originality index's)."""
+    metadata = json.loads((model_folder() / "metadata.json").read_text())
+    return model_data(metadata).train
 
 
 def free_port() -> int:
@@ -72,12 +98,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(checkpoint: Path, timeout: float = 120.0) -> tuple[str, subprocess.Popen]:
-    """Run `python app.py` on a free port; return its URL once it answers."""
+def start_server(
+    checkpoint: Path, timeout: float = 120.0, log: Path | None = None
+) -> tuple[str, subprocess.Popen]:
+    """Run `python app.py` on a free port; return its URL once it answers.
+
+    The server logs every JAX compilation (PUNCHLINE_LOG_COMPILES) into `log`, with its output.
+    """
     port = free_port()
-    log = Path(tempfile.mkdtemp(prefix="punchline-app-")) / "app.log"
+    log = log or Path(tempfile.mkdtemp(prefix="punchline-app-")) / "app.log"
     env = {**os.environ, "PUNCHLINE_CHECKPOINT": str(checkpoint), "GRADIO_SERVER_PORT": str(port)}
     env |= {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env |= {"PUNCHLINE_LOG_COMPILES": "1", "PYTHONUNBUFFERED": "1"}
     with log.open("w") as output:  # the server keeps its own copy of the file handle
         process = subprocess.Popen(
             [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
@@ -107,13 +139,25 @@ def stop_server(process: subprocess.Popen) -> None:
             process.kill()
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path  # everything the server printed, JAX's compilation log included
+
+
 @functools.cache
-def running_server() -> str:
+def shared_server() -> Server:
     """One server for every test module of the session (stopped when pytest exits)."""
     started = time.perf_counter()
-    url, _ = start_server(model_folder())
+    log = Path(tempfile.mkdtemp(prefix="punchline-app-")) / "app.log"
+    url, process = start_server(model_folder(), log=log)
     print(f"\napp.py ready in {time.perf_counter() - started:.1f} s")
-    return url
+    return Server(url, process, log)
+
+
+def running_server() -> str:
+    return shared_server().url
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +165,15 @@ def client() -> Client:
     return Client(running_server(), verbose=False)
 
 
+@functools.cache
+def shared_writer() -> app.JokeWriter:
+    """The test model, loaded once per session (each JokeWriter compiles its own decode step)."""
+    return app.JokeWriter(model_folder())
+
+
 @pytest.fixture(scope="module")
 def writer() -> app.JokeWriter:
-    return app.JokeWriter(model_folder())
+    return shared_writer()
 
 
 def generate(client: Client, **kwargs) -> dict:
@@ -296,6 +346,136 @@ def test_the_shown_command_writes_the_same_joke(writer, capsys):
     assert capsys.readouterr().out == f"[seed 1234] {job.prompt}{joke.written}\n"
 
 
+def metadata() -> dict:
+    return json.loads((model_folder() / "metadata.json").read_text())
+
+
+def test_the_verdict_turns_at_the_memorised_similarity():
+    assert app.judge(Nearest("a known joke", MEMORISED_SIMILARITY)).verdict == app.CLOSE
+    below = app.judge(Nearest("a known joke", MEMORISED_SIMILARITY - 1e-3))
+    assert below == app.Originality(app.NEW, MEMORISED_SIMILARITY - 1e-3, "a known joke", None)
+    # Sharing no word with any training joke: new, and no joke is "nearest".
+    assert app.judge(Nearest("a known joke", 0.0)) == app.Originality(app.NEW, 0.0, None, None)
+
+
+def test_a_training_joke_is_close_to_a_known_joke_and_a_made_up_one_is_new():
+    check = app.OriginalityCheck(metadata())
+    assert check.wait(timeout=60)
+    known = training_jokes()[0]
+    copied = check.check(known)
+    assert copied.verdict == app.CLOSE and copied.joke == known
+    assert copied.similarity == pytest.approx(1.0, abs=1e-5)
+    made_up = check.check("Quantum accountants prefer pickled violins at midnight.")
+    assert made_up.verdict == app.NEW and made_up.similarity < MEMORISED_SIMILARITY
+    related = check.check("Why did the astronaut cross the galaxy? Because of the stars!")
+    assert related.verdict == app.NEW and 0 < related.similarity < MEMORISED_SIMILARITY
+    assert related.joke in training_jokes()
+    assert check.check("  ").note == "Originality check: the joke is empty."
+
+
+def test_without_the_training_data_the_check_says_why(tmp_path):
+    unrecorded = app.OriginalityCheck({})  # e.g. a model folder exported by hand
+    missing = app.OriginalityCheck(metadata() | {"sources": [str(tmp_path / "gone.json")]})
+    assert unrecorded.wait(timeout=10) and missing.wait(timeout=10)
+    assert unrecorded.check("a joke") == app.Originality.unknown(
+        "Originality check unavailable: the model folder's metadata.json does not record its "
+        "training data."
+    )
+    note = missing.check("a joke").note
+    assert note.startswith("Originality check unavailable: the model's training data")
+    assert "gone.json is not on this machine" in note
+    html = visuals.render_originality(None, None, None, note)
+    assert html.startswith('<p class="pl-origin pl-origin-note">Originality check unavailable')
+
+
+def test_while_the_index_is_being_built_the_check_says_so(monkeypatch):
+    gate = threading.Event()
+
+    def slow_model_data(metadata: dict) -> object:
+        gate.wait(timeout=10)
+        return model_data(metadata)
+
+    monkeypatch.setattr(app, "model_data", slow_model_data)
+    check = app.OriginalityCheck(metadata())
+    assert check.check("a joke").note == "Originality check: still indexing the training jokes."
+    gate.set()
+    assert check.wait(timeout=60) and check.check(training_jokes()[1]).verdict == app.CLOSE
+
+
+def test_the_nearest_joke_is_shown_as_text_with_its_verdict():
+    html = visuals.render_originality(app.CLOSE, 0.93, "<b>A</b> joke\x07", None)
+    assert "<strong>Close to a known joke</strong>" in html and "similarity 0.93" in html
+    assert "&lt;b&gt;A&lt;/b&gt; joke␇" in html and "pl-origin-close" in html
+    assert "pl-origin-new" in visuals.render_originality(app.NEW, 0.2, "x", None)
+
+
+# ---------------------------------------------------------------- clean mode, in process
+
+
+class FakeClassifier:
+    """Stands in for data.offensive.is_offensive: flags the first `flagged` texts it sees."""
+
+    def __init__(self, flagged: int):
+        self.flagged = flagged
+        self.texts: list[str] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return np.array([len(self.texts) <= self.flagged] * len(texts))
+
+
+def test_a_flagged_joke_is_written_again_with_the_next_seed(writer, monkeypatch):
+    classifier = FakeClassifier(flagged=2)
+    monkeypatch.setattr(app, "is_offensive", classifier)
+    job = writer.request("", 0.8, 50, 0.95, 12, 10, clean=True)
+    joke, tries = writer.write_checked(job)
+    assert tries == 3 and joke.request.settings.seed == 12
+    assert joke.request.notes[-1] == (
+        "Clean mode: seeds 10 to 11 wrote a joke flagged as offensive; this is seed 12."
+    )
+    # The flagged jokes were those of seeds 10 and 11, and the shown one is seed 12's joke.
+    for seed, text in zip([10, 11, 12], classifier.texts, strict=True):
+        assert text == writer.write(writer.request("", 0.8, 50, 0.95, 12, seed)).written
+    assert writer.write_checked(writer.request("", 0.8, 50, 0.95, 12, 10))[1] == 1  # clean off
+
+
+def test_when_every_try_is_flagged_the_visitor_is_told(writer, monkeypatch):
+    monkeypatch.setattr(app, "is_offensive", FakeClassifier(flagged=10**6))
+    job = writer.request("", 0.8, 50, 0.95, 12, app.MAX_SEED - 1, clean=True)
+    assert writer.write_checked(job) == (None, app.CLEAN_TRIES)
+    with pytest.raises(gr.Error) as caught:
+        app.generate_json(
+            writer, app.OriginalityCheck({}), "", 0.8, 50, 0.95, 12, job.settings.seed, True
+        )
+    assert caught.value.message == (
+        f"Could not find a clean joke: all {app.CLEAN_TRIES} jokes written (seeds "
+        f"{app.MAX_SEED - 1} to 2) were flagged as offensive. Try again, change the opening "
+        "words or the settings, or turn off clean mode."
+    )
+
+
+def page_updates(writer: app.JokeWriter, clean: bool) -> list[str]:
+    """The joke card after each update of the page's "Tell me a joke" event, seed 21."""
+    demo = app.build_demo(writer, app.OriginalityCheck({}))
+    tell = next(fn.fn for fn in demo.fns.values() if fn.name == "tell_joke")
+    request = SimpleNamespace(headers={})
+    updates = tell("", 0.8, 50, 0.95, 12, 21, False, clean, 0, 0, request)
+    return [value for update in updates for key, value in update.items() if key.elem_id == "joke"]
+
+
+def test_clean_mode_never_shows_a_flagged_joke_even_in_part(writer, monkeypatch):
+    classifier = FakeClassifier(flagged=1)
+    monkeypatch.setattr(app, "is_offensive", classifier)
+    cards = page_updates(writer, clean=True)
+    flagged, shown = (html.escape(visuals.printable(text)) for text in classifier.texts)
+    assert len(flagged) >= 3 and flagged != shown  # seed 21's joke was flagged, seed 22's shown
+    # "Writing…", then the checked joke: never the flagged one, nor any part of it being written.
+    assert len(cards) == 2 and "appears once it has been checked" in cards[0]
+    assert flagged not in "".join(cards) and shown in cards[1] and "this is seed 22" in cards[1]
+    streamed = page_updates(writer, clean=False)  # without clean mode: token by token
+    assert len(streamed) > 3 and flagged in streamed[-1]  # seed 21's joke, shown as written
+
+
 # ---------------------------------------------------------------- the running server
 
 
@@ -323,6 +503,8 @@ def test_a_joke_comes_back_with_attention_and_candidates(client):
         rank = entry["sampled_rank"]
         assert rank is None or entry["candidates"][rank]["token_id"] == ids[entry["position"]]
     assert isinstance(result["ended"], bool) and result["trimmed"] == 0
+    assert result["clean"] is True and result["tries"] >= 1  # clean mode is the default
+    assert set(result["nearest"]) == {"similarity", "verdict", "joke", "note"}
 
 
 @pytest.mark.slow
@@ -350,6 +532,8 @@ SERVER_BAD_INPUTS = [
     (dict(temperature="warm"), "temperature must be a number from 0 to 2; got 'warm'"),
     (dict(prompt="ha" * 501), "prompt is 1,002 characters long; the limit is 1,000"),
     (dict(prompt=["a list"]), "prompt must be text"),
+    (dict(clean="no"), "clean must be true or false; got 'no'"),
+    (dict(prompt="You are a stupid fucking idiot."), "Your opening words were flagged as offens"),
 ]
 
 
@@ -365,7 +549,7 @@ def test_bad_inputs_are_refused_with_a_clear_message(client, inputs, message):
 def test_nan_and_infinity_sent_as_raw_json_are_refused():
     # gradio_client cannot even send NaN (it is not JSON); a hand-made request can.
     url = running_server() + "gradio_api/call/generate"
-    body = '{"data": ["", 0.8, 50, Infinity, 10, NaN]}'
+    body = '{"data": ["", 0.8, 50, Infinity, 10, NaN, true]}'
     event = httpx.post(url, content=body, headers={"content-type": "application/json"}).json()
     answer = httpx.get(f"{url}/{event['event_id']}", timeout=30).text
     assert "top_p must be a number greater than 0 and at most 1; got inf" in answer
@@ -386,6 +570,33 @@ def test_very_long_opening_words_are_trimmed_with_a_note(client):
     result = generate(client, prompt="Why did the chicken cross the road? " * 27, seed=2)
     assert result["trimmed"] > 0 and any("dropped" in note for note in result["notes"])
     assert len(result["tokens"]) <= 64 and len(result["top_candidates"]) >= 1
+
+
+@pytest.mark.slow
+def test_the_api_reports_the_nearest_training_joke(client):
+    known = training_jokes()[2]
+    deadline = time.monotonic() + 60
+    while True:  # the server builds its index in the background after it starts
+        result = generate(client, prompt=known, seed=4, max_new_tokens=1)
+        if result["nearest"]["note"] is None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    # The server's verdict is the one the same index gives in process, for the text it returned.
+    check = app.OriginalityCheck(metadata())
+    assert check.wait(timeout=60)
+    expected = check.check(result["text"])
+    assert result["text"].startswith(known) and result["nearest"]["joke"] == known
+    assert result["nearest"]["similarity"] == pytest.approx(expected.similarity, abs=1e-4)
+    assert result["nearest"]["verdict"] == expected.verdict
+    made_up = generate(client, prompt="Quantum accountants prefer", seed=4, max_new_tokens=1)
+    assert made_up["nearest"]["verdict"] == app.NEW
+
+
+@pytest.mark.slow
+def test_offensive_opening_words_are_written_on_when_clean_mode_is_off(client):
+    result = generate(client, prompt="You are a stupid fucking idiot.", clean=False, seed=1)
+    assert result["clean"] is False and result["tries"] == 1
+    assert result["text"].startswith("You are a stupid fucking idiot.")
 
 
 @pytest.mark.slow

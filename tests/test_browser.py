@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -75,6 +76,12 @@ def test_tell_a_joke_click_a_token_and_see_its_attention(browser: Browser, serve
     expect(page.locator("#joke .pl-joke-typed")).to_have_text("Why did the chicken")
     seed = page.locator("#joke .pl-meta").inner_text().split()[1]
     expect(page.get_by_label("Seed", exact=True)).to_have_value(seed)  # the random seed is shown
+    # Clean mode is on, and the joke is compared with the training jokes of the test model.
+    expect(page.get_by_label("Clean jokes only")).to_be_checked()
+    # (The shipped model's index of 70,000 jokes may still be building when the test starts.)
+    compared = "to the nearest joke it was trained on"
+    indexed = re.compile(f"{compared}|still indexing") if UPDATE_SCREENSHOT else compared
+    expect(page.locator("#joke .pl-origin")).to_contain_text(indexed)
 
     chips = page.locator("#tokens .pl-chip[data-index]")
     written = page.locator("#tokens .pl-chip.pl-written")

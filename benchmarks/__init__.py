@@ -1,0 +1,1 @@
+"""Benchmarks of Punchline: run each with `python -m benchmarks.<name>`."""

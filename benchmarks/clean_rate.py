@@ -1,0 +1,115 @@
+"""How often the app's clean mode writes a joke again, and how often it finds no clean joke.
+
+    python -m benchmarks.clean_rate                          # 1,000 jokes, checkpoints/punchline
+    python -m benchmarks.clean_rate --jokes 200 --prompt "Why did the"
+
+Each joke goes through the app's own JokeWriter.write_checked, the code behind the page and the
+API: a joke flagged by data.offensive.is_offensive is written again with the next seed, up to
+app.CLEAN_TRIES jokes. The settings are the app's defaults and the seeds are 0, 1000, 2000, ...
+(so that no two requests share a retry seed). Prints a table and writes JSON (--json, default
+benchmarks/results/clean_rate.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from app import CLEAN_TRIES, DEFAULTS, JokeWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+SEED_STRIDE = 1000  # request i starts at seed i * SEED_STRIDE; retries take the next seeds
+
+
+def measure(writer: JokeWriter, jokes: int, prompt: str) -> dict[str, Any]:
+    """Ask for `jokes` jokes in clean mode; count the tries each took."""
+    tries: Counter[int] = Counter()
+    gave_up: list[int] = []  # the first seed of each request that found no clean joke
+    written = 0
+    started = time.perf_counter()
+    for index in range(jokes):
+        seed = index * SEED_STRIDE
+        job = writer.request(prompt, *_settings(), seed, clean=True)
+        joke, count = writer.write_checked(job)
+        written += count
+        if joke is None:
+            gave_up.append(seed)
+        else:
+            tries[count] += 1
+    seconds = time.perf_counter() - started
+    resampled = jokes - tries[1]
+    return {
+        "jokes_requested": jokes,
+        "jokes_written": written,
+        "flagged": written - (jokes - len(gave_up)),
+        "flagged_rate": (written - (jokes - len(gave_up))) / written,
+        "resampled": resampled,
+        "resample_rate": resampled / jokes,
+        "gave_up": len(gave_up),
+        "give_up_rate": len(gave_up) / jokes,
+        "gave_up_first_seeds": gave_up,
+        "tries": {str(k): tries[k] for k in range(1, CLEAN_TRIES + 1)},
+        "mean_tries": written / jokes,
+        "seconds": seconds,
+        "seconds_per_joke_written": seconds / written,
+    }
+
+
+def _settings() -> tuple[float, int, float, int]:
+    return DEFAULTS.temperature, DEFAULTS.top_k, DEFAULTS.top_p, DEFAULTS.max_new_tokens
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.clean_rate", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "punchline")
+    parser.add_argument("--jokes", type=int, default=1000, help="requests for a clean joke")
+    parser.add_argument("--prompt", default="", help="opening words (default: none)")
+    parser.add_argument("--json", type=Path, default=RESULTS / "clean_rate.json")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
+    writer = JokeWriter(args.checkpoint)
+    writer.warm_up()
+    figures = measure(writer, args.jokes, args.prompt)
+    meta = writer.metadata
+    record = {
+        "command": shlex.join(["python", "-m", "benchmarks.clean_rate", *(argv or sys.argv[1:])]),
+        "checkpoint": str(args.checkpoint),
+        "model": {key: meta.get(key) for key in ("git_commit", "steps", "val_loss", "val_bpc")},
+        "trained_on_clean_data": (meta.get("train_config") or {}).get("clean"),
+        "settings": {k: v for k, v in dataclasses.asdict(DEFAULTS).items() if k != "seed"}
+        | {"prompt": args.prompt, "first_seeds": f"0, {SEED_STRIDE}, ... (every {SEED_STRIDE})"},
+        "clean_tries": CLEAN_TRIES,
+        "load_average": [load_before, os.getloadavg()[0]],  # other work slows the timings
+        "figures": figures,
+    }
+    print(f"clean mode over {args.jokes:,} requests ({args.checkpoint}, prompt {args.prompt!r})")
+    rows = [
+        ("jokes written", f"{figures['jokes_written']:,}"),
+        ("flagged as offensive", f"{figures['flagged']:,} ({figures['flagged_rate']:.1%})"),
+        ("requests resampled", f"{figures['resampled']:,} ({figures['resample_rate']:.1%})"),
+        ("requests given up", f"{figures['gave_up']:,} ({figures['give_up_rate']:.2%})"),
+        ("mean jokes per request", f"{figures['mean_tries']:.3f}"),
+        ("tries needed (1..5)", " ".join(map(str, figures["tries"].values()))),
+        ("seconds per joke written", f"{figures['seconds_per_joke_written']:.3f}"),
+    ]
+    for name, value in rows:
+        print(f"  {name:<26} {value}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
