@@ -592,7 +592,9 @@ class Run:
                     # Never save a diverged state: check the steps not logged yet (if any) first.
                     self.finite_losses(window_losses, window_first_step)
                     self.save()
-            if interrupted:
+            # A Ctrl-C during a checkpoint step finds that step saved already (Orbax refuses
+            # to save a step twice).
+            if interrupted and self.checkpoints.latest_step() != self.step:
                 self.finite_losses(window_losses, window_first_step)
                 self.save()
         finally:

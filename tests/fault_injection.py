@@ -2,6 +2,7 @@
 
     python tests/fault_injection.py kill-while-saving STEP -- TRAIN_FLAGS...
     python tests/fault_injection.py nan-at STEP -- TRAIN_FLAGS...
+    python tests/fault_injection.py sigint-during STEP -- TRAIN_FLAGS...
 
 kill-while-saving: SIGKILL this process while it writes the checkpoint of STEP, after Orbax has
     written every file of it into its temporary folder and before the rename that completes it:
@@ -9,6 +10,8 @@ kill-while-saving: SIGKILL this process while it writes the checkpoint of STEP, 
 nan-at: make the parameters NaN just before optimizer step STEP (counted from 1 in this
     process), so that step's loss is NaN and every state after it has diverged, as a learning
     rate far too high would do.
+sigint-during: send this process a real SIGINT (what Ctrl-C sends) while step STEP trains, when
+    its batch is drawn: the same moment every time, unlike a signal from outside.
 
 Everything else is `train.main(TRAIN_FLAGS)`, exactly what `python train.py` runs.
 """
@@ -63,7 +66,18 @@ def nan_at(step: int) -> None:
     train.make_steps = poisoned_make_steps
 
 
-FAULTS = {"kill-while-saving": kill_while_saving, "nan-at": nan_at}
+def sigint_during(step: int) -> None:
+    draw_batch = train.train_batch  # (tokens, step index from 0, ...): step STEP draws STEP - 1
+
+    def draw_batch_and_interrupt(tokens, index, *args, **kwargs):
+        if index == step - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return draw_batch(tokens, index, *args, **kwargs)
+
+    train.train_batch = draw_batch_and_interrupt
+
+
+FAULTS = {"kill-while-saving": kill_while_saving, "nan-at": nan_at, "sigint-during": sigint_during}
 
 if __name__ == "__main__":
     fault, step, separator, *flags = sys.argv[1:]

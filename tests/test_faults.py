@@ -1,7 +1,9 @@
 """Faults during training: killed, killed while saving, interrupted, diverged, no room, no access.
 
-The kills are real: `python train.py` in a subprocess, stopped with SIGKILL (as the kernel's
-out-of-memory killer or a preempted machine would) or SIGINT (Ctrl-C). After a kill, --resume
+The signals are real: `python train.py` in a subprocess, stopped with SIGKILL (as the
+kernel's out-of-memory killer or a preempted machine would) or SIGINT (Ctrl-C). Faults that
+must strike at one exact moment (in the middle of a save, at a given step) are injected by
+tests/fault_injection.py, which runs train.main unchanged around them. After a kill, --resume
 must continue from the last complete checkpoint and give, on CPU, a loss curve bit-identical
 to a run that was never stopped.
 
@@ -31,7 +33,7 @@ from test_train import JOKES, OTHER_JOKES, TINY, metrics, run, write_jokes
 import train
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = 40
+STEPS = 32
 CHECKPOINT_EVERY = 4
 KILL_SEED = 1234  # picks the steps at which the runs below are killed or interrupted
 TIMEOUT_S = 300  # a hung run is killed, so it can never stall the suite
@@ -111,19 +113,26 @@ def temporary_checkpoints(out: Path) -> list[str]:
     return sorted(p.name for p in (out / "state").iterdir() if ".orbax-checkpoint-tmp" in p.name)
 
 
-def wait_until(process: subprocess.Popen, out: Path, step: int) -> None:
-    """Until the run has logged `step` and completed a checkpoint; fail if it ends first."""
+def wait_until(process: subprocess.Popen, out: Path, step: int, checkpoint: int) -> None:
+    """Until the run has logged `step` and completed the checkpoint of step `checkpoint` or a
+    later one; fail if it ends first."""
     deadline = time.monotonic() + TIMEOUT_S
-    while not (logged_steps(out) and logged_steps(out)[-1] >= step and complete_checkpoints(out)):
+
+    def reached() -> bool:
+        logged, complete = logged_steps(out), complete_checkpoints(out)
+        return bool(logged and complete) and logged[-1] >= step and complete[-1] >= checkpoint
+
+    while not reached():
         assert process.poll() is None, f"the run ended (code {process.returncode}) before {step}"
         assert time.monotonic() < deadline, f"step {step} not reached in {TIMEOUT_S} s"
         time.sleep(0.01)
 
 
 def resume(workdir: Path, out: Path) -> str:
-    """`train.py --out OUT --resume` to the end; its stdout."""
+    """`train.py --out OUT --resume` to the end; what it (not the run before it) printed."""
+    printed_before = len(output(workdir, out.name)[0])
     assert finish(start(workdir, ["--out", str(out), "--resume"])) == 0, output(workdir, out.name)
-    return output(workdir, out.name)[0]
+    return output(workdir, out.name)[0][printed_before:]
 
 
 def restore(out: Path, step: int) -> tuple[int, list[np.ndarray]]:
@@ -156,55 +165,60 @@ def whole(workdir) -> Path:
     return workdir / "whole"
 
 
-def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_curve(workdir, whole):
-    out = workdir / "killed"
-    target = random.Random(KILL_SEED).randint(CHECKPOINT_EVERY + 1, STEPS // 2)
-    process = start(workdir, train_flags(workdir, out.name))
-    wait_until(process, out, target)
-    process.kill()  # SIGKILL: no handler, no last save, no cleanup
-    assert finish(process) == -signal.SIGKILL
-    killed_at = logged_steps(out)[-1]
-    assert target <= killed_at < STEPS
-    last_complete = complete_checkpoints(out)[-1]  # at least one, by wait_until
+def test_killed_while_saving_then_at_a_random_step_resume_gives_the_uninterrupted_curve(
+    workdir, whole
+):
+    """Two kills, two resumes, one loss curve. (One chain of runs, not two tests: every run
+    of train.py costs seconds.)
 
-    stdout = resume(workdir, out)
-    assert f"starting at step {last_complete}" in stdout, (killed_at, stdout)
-    assert_same_curve(out, whole)
-
-
-def test_a_kill_while_saving_keeps_the_previous_checkpoint_for_resume(workdir, whole):
-    out, saving = workdir / "killed-while-saving", 2 * CHECKPOINT_EVERY
+    1. SIGKILL while the checkpoint of step 8 is written: the checkpoint of step 4 stays
+       complete and loadable, step 8's is left a temporary folder. A half-written temporary
+       folder of a later step is added, as a kill earlier in a save leaves one.
+    2. --resume starts from step 4; this run is SIGKILLed from outside at a random step
+       (seeded), once it has completed a checkpoint of its own.
+    3. --resume starts from the last complete checkpoint and runs to the end: every loss is
+       the uninterrupted run's, to the last bit, and no temporary folder is left.
+    """
+    out, saving = workdir / "killed", 2 * CHECKPOINT_EVERY
     process = start(workdir, train_flags(workdir, out.name), fault=("kill-while-saving", saving))
     assert finish(process) == -signal.SIGKILL, output(workdir, out.name)[1][-2000:]
-    # The checkpoint being written is a temporary folder; the one before it is complete.
     assert complete_checkpoints(out) == [CHECKPOINT_EVERY]
     assert temporary_checkpoints(out) == [f"{saving}.orbax-checkpoint-tmp"]
     step, arrays = restore(out, CHECKPOINT_EVERY)
-    assert step == CHECKPOINT_EVERY and all(
-        np.isfinite(a).all() for a in arrays if a.dtype.kind == "f"
-    )
-    # A kill earlier in a save leaves a temporary folder with half its files: one of a later step.
+    assert step == CHECKPOINT_EVERY
+    assert all(np.isfinite(a).all() for a in arrays if a.dtype.kind == "f")
     half = out / "state" / f"{STEPS - CHECKPOINT_EVERY}.orbax-checkpoint-tmp"
     shutil.copytree(out / "state" / f"{saving}.orbax-checkpoint-tmp", half)
     for file in sorted(p for p in half.rglob("*") if p.is_file())[::2]:
         file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
 
+    printed_before = len(output(workdir, out.name)[0])
+    process = start(workdir, ["--out", str(out), "--resume"])
+    target = random.Random(KILL_SEED).randint(3 * CHECKPOINT_EVERY + 1, STEPS // 2 + 4)
+    wait_until(process, out, target, checkpoint=3 * CHECKPOINT_EVERY)
+    process.kill()  # SIGKILL: no handler runs, nothing is saved or cleaned up
+    assert finish(process) == -signal.SIGKILL
+    assert f"starting at step {CHECKPOINT_EVERY}" in output(workdir, out.name)[0][printed_before:]
+    killed_at = logged_steps(out)[-1]
+    assert target <= killed_at < STEPS
+    last_complete = complete_checkpoints(out)[-1]
+
     stdout = resume(workdir, out)
-    assert f"starting at step {CHECKPOINT_EVERY}" in stdout, stdout
+    assert f"starting at step {last_complete}" in stdout, (killed_at, stdout)
     assert_same_curve(out, whole)
-    assert temporary_checkpoints(out) == []  # both rewritten as the run passed their steps
+    assert temporary_checkpoints(out) == []  # each rewritten as the runs passed its step
 
 
-def test_ctrl_c_saves_the_step_it_reached_and_exits_cleanly(workdir):
+def test_ctrl_c_during_a_checkpoint_step_saves_it_once_and_exits_cleanly(workdir):
+    """Ctrl-C while a checkpoint step trains: that step is saved by the loop, and the save on
+    the way out must not save it again (Orbax raises on a step saved twice: a traceback and
+    exit code 1). Ctrl-C at other steps: tests/test_train.py, then resumed to the same curve."""
     out = workdir / "interrupted"
-    target = random.Random(KILL_SEED + 1).randint(CHECKPOINT_EVERY + 1, STEPS // 2)
-    process = start(workdir, train_flags(workdir, out.name))
-    wait_until(process, out, target)
-    process.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
-    assert finish(process) == 130
-    stopped_at = logged_steps(out)[-1]
-    assert target <= stopped_at < STEPS
-    assert complete_checkpoints(out)[-1] == stopped_at and temporary_checkpoints(out) == []
+    step = random.Random(KILL_SEED).choice(range(2 * CHECKPOINT_EVERY, STEPS, CHECKPOINT_EVERY))
+    flags = train_flags(workdir, out.name)
+    assert finish(start(workdir, flags, fault=("sigint-during", step))) == 130
+    assert logged_steps(out)[-1] == step  # the step under way is finished, then the run stops
+    assert complete_checkpoints(out)[-1] == step and temporary_checkpoints(out) == []
     stderr = output(workdir, out.name)[1]
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == (
