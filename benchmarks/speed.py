@@ -237,12 +237,12 @@ def full_forward_step(model: GPT) -> Callable[[jax.Array, jax.Array, jax.Array],
     graphdef, params = nnx.split(model)
 
     @jax.jit
-    def step(tokens: jax.Array, position: jax.Array, key: jax.Array):
+    def step(params, tokens: jax.Array, position: jax.Array, key: jax.Array):
         logits, attention = nnx.merge(graphdef, params)(tokens, return_attention=True)
         settings = (jnp.float32(0.8), jnp.int32(50), jnp.float32(0.95))
         return sample_token(key, logits[:, position], *settings), attention[:, :, :, position]
 
-    return step
+    return lambda tokens, position, key: step(params, tokens, position, key)
 
 
 def benchmark_generation(
