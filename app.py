@@ -55,6 +55,10 @@ CHECKPOINT = os.environ.get("PUNCHLINE_CHECKPOINT", "checkpoints/punchline")
 SERVER_NAME = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
 SERVER_PORT = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
 LOG_COMPILES = os.environ.get("PUNCHLINE_LOG_COMPILES") == "1"
+# Compiled programs are kept here between starts (JAX's persistent compilation cache), so a
+# restart skips most of the warm-up's compiling (benchmarks/README.md has the seconds).
+# JAX_COMPILATION_CACHE_DIR, if set, wins; set it to "" to switch the cache off.
+COMPILATION_CACHE = Path.home() / ".cache" / "punchline" / "jax"
 MAX_PROMPT_CHARS = 1_000
 MAX_SEED = 2**31 - 1
 RANDOM_SEEDS = 1_000_000  # random seeds stay below this, so they are easy to retype
@@ -892,8 +896,17 @@ def queued(demo: gr.Blocks, max_size: int = QUEUE_SIZE) -> gr.Blocks:
     return demo.queue(default_concurrency_limit=1, max_size=max_size, api_open=False)
 
 
+def use_compilation_cache(folder: Path = COMPILATION_CACHE) -> None:
+    """Keep every compiled program in `folder`, unless JAX_COMPILATION_CACHE_DIR says otherwise."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+    # JAX keeps only programs that took a second to compile; the app's take less each.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def main() -> int:
     started = time.perf_counter()
+    use_compilation_cache()
     if LOG_COMPILES:
         jax.config.update("jax_log_compiles", True)  # one log line per compilation, on stderr
     try:

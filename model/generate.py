@@ -7,8 +7,10 @@ Usage:
 Generation feeds one token at a time through `GPT.decode_step`, which keeps every
 earlier token's keys and values in a cache instead of recomputing them. The step is
 compiled once (`jax.jit`) with fixed shapes: the cache always has `block_size` slots
-and the position, seed and sampling settings are array inputs, so no prompt, length
-or setting ever triggers a recompilation.
+and the position and seed are array inputs, so no prompt or length ever triggers a
+recompilation. It returns the next-token scores and the random noise for this position;
+the host then filters and picks the token (`model/sampling.py`), so the sampling settings
+never reach the compiled code at all.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from model.gpt import GPT
-from model.sampling import sample_token
+from model.sampling import sample_token, top_candidates
 
 CANDIDATES = 5  # how many of the model's most likely next tokens each step reports
 
@@ -85,14 +86,12 @@ class Generator:
         graphdef, self.params = nnx.split(model)
         structure = jax.tree.structure(self.params)
 
-        def step(weights, token, position, cache, key, temperature, top_k, top_p):
+        def step(weights, token, position, cache, key):
             decoder = nnx.merge(graphdef, jax.tree.unflatten(structure, weights))
             logits, attention, cache = decoder.decode_step(token, position, cache)
             # The joke's key, folded with the position: each position draws its own noise.
-            key = jax.random.fold_in(key, position)
-            next_token = sample_token(key, logits, temperature, top_k, top_p)
-            top_probs, top_ids = jax.lax.top_k(jax.nn.softmax(logits, axis=-1), CANDIDATES)
-            return next_token, top_ids, top_probs, attention, cache
+            noise = jax.random.gumbel(jax.random.fold_in(key, position), logits.shape)
+            return logits, noise, attention, cache
 
         # The cache is donated: XLA updates it in place instead of copying it each step.
         self._step = jax.jit(step, donate_argnums=3)
@@ -105,9 +104,6 @@ class Generator:
         prefix = [self.end_of_joke, *prompt_ids][-block:]
         budget = max(0, min(settings.max_new_tokens, block - len(prefix)))
         key = jax.random.key(settings.seed)
-        temperature = jnp.float32(settings.temperature)
-        top_k = jnp.int32(settings.top_k)
-        top_p = jnp.float32(settings.top_p)
         cache = self._empty_cache(1)
         # The parameters as a plain list of arrays: a jit call reads that list 4x faster than
         # the nested nnx.State (about 0.1 ms saved per token).
@@ -119,8 +115,8 @@ class Generator:
         while position < len(sequence):
             # NumPy inputs travel with the call: no separate transfer to the device per token.
             token = np.array([sequence[position]], dtype=np.int32)
-            next_token, top_ids, top_probs, attention, cache = self._step(
-                weights, token, np.int32(position), cache, key, temperature, top_k, top_p
+            logits, noise, attention, cache = self._step(
+                weights, token, np.int32(position), cache, key
             )
             # Index on the host (np.asarray first): indexing a jax.Array would run one more op.
             yield Step(
@@ -133,12 +129,19 @@ class Generator:
             )
             position += 1
             if position == len(sequence) and generated < budget:
-                chosen = int(np.asarray(next_token)[0])
+                scores = np.asarray(logits)[0]  # (V,)
+                chosen = sample_token(
+                    scores,
+                    np.asarray(noise)[0],
+                    settings.temperature,
+                    settings.top_k,
+                    settings.top_p,
+                )
                 if chosen == self.end_of_joke:
                     return
                 sequence.append(chosen)
                 generated += 1
-                candidates, probabilities = np.asarray(top_ids)[0], np.asarray(top_probs)[0]
+                candidates, probabilities = top_candidates(scores, CANDIDATES)
 
     def generate(self, prompt_ids: list[int], settings: SamplingSettings) -> Generation:
         """Run `stream` to the end and collect the whole sequence and its attention."""

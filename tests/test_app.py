@@ -99,17 +99,22 @@ def free_port() -> int:
 
 
 def start_server(
-    checkpoint: Path, timeout: float = 120.0, log: Path | None = None
+    checkpoint: Path,
+    timeout: float = 120.0,
+    log: Path | None = None,
+    compilation_cache: Path | None = None,
 ) -> tuple[str, subprocess.Popen]:
     """Run `python app.py` on a free port; return its URL once it answers.
 
     The server logs every JAX compilation (PUNCHLINE_LOG_COMPILES) into `log`, with its output.
+    Its compilation cache is `compilation_cache`, or none (each test server compiles afresh).
     """
     port = free_port()
     log = log or Path(tempfile.mkdtemp(prefix="punchline-app-")) / "app.log"
     env = {**os.environ, "PUNCHLINE_CHECKPOINT": str(checkpoint), "GRADIO_SERVER_PORT": str(port)}
     env |= {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
     env |= {"PUNCHLINE_LOG_COMPILES": "1", "PYTHONUNBUFFERED": "1"}
+    env["JAX_COMPILATION_CACHE_DIR"] = str(compilation_cache or "")
     with log.open("w") as output:  # the server keeps its own copy of the file handle
         process = subprocess.Popen(
             [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
@@ -618,3 +623,25 @@ def test_a_damaged_model_folder_stops_the_app_with_one_line(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(folder / "model.safetensors") in lines[0]
+
+
+@pytest.mark.slow
+def test_the_app_keeps_its_compiled_programs_for_the_next_start(tmp_path):
+    script = (
+        "import sys, app\n"
+        "app.use_compilation_cache(app.Path(sys.argv[1]))\n"
+        "app.JokeWriter(sys.argv[2]).warm_up()\n"
+    )
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    run = [sys.executable, "-c", script, str(cache), str(model_folder())]
+    done = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any(cache.iterdir()), "no compiled program was written to the cache"
+    # JAX_COMPILATION_CACHE_DIR, when set, wins over the app's folder ("" switches it off).
+    off = tmp_path / "off"
+    env["JAX_COMPILATION_CACHE_DIR"] = ""
+    run = [sys.executable, "-c", script, str(off), str(model_folder())]
+    done = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not off.exists()

@@ -10,21 +10,22 @@ from flax import nnx
 from model.config import GPTConfig
 from model.generate import CANDIDATES, Generator, SamplingSettings
 from model.gpt import GPT
-from model.sampling import filter_logits, sample_token
+from model.sampling import filter_logits, ranked, sample_token, softmax, top_candidates
 
-LOGITS = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
 END = 0
 
 
 def kept(temperature=1.0, top_k=0, top_p=1.0) -> list[int]:
-    filtered = filter_logits(LOGITS, jnp.float32(temperature), jnp.int32(top_k), jnp.float32(top_p))
-    return [i for i in range(4) if np.isfinite(filtered[0, i])]
+    filtered = filter_logits(LOGITS, temperature, top_k, top_p)
+    return [i for i in range(4) if np.isfinite(filtered[i])]
 
 
 def test_top_k_keeps_exactly_the_k_most_likely():
     assert kept(top_k=0) == [0, 1, 2, 3]
     assert kept(top_k=1) == [0]
     assert kept(top_k=3) == [0, 1, 2]
+    assert kept(top_k=9) == [0, 1, 2, 3]  # more than the vocabulary keeps all
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
@@ -35,23 +36,62 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert kept(top_p=0.01) == [0]  # the most likely token always survives
 
 
+def test_top_p_counts_probability_over_the_whole_vocabulary_not_only_the_top_k():
+    # Token 0 holds 0.5 of the whole vocabulary's mass, below 0.55, so token 1 stays; over
+    # the top 2 alone it would hold 0.625 and token 1 would go.
+    assert kept(top_k=2, top_p=0.55) == [0, 1]
+
+
+def test_ties_rank_the_lower_id_first():
+    scores = np.array([1.0, 3.0, 3.0, 0.0, 3.0], dtype=np.float32)
+    assert ranked(scores, 2).tolist() == [1, 2]
+    assert ranked(scores, 5).tolist() == [1, 2, 4, 0, 3]
+    assert kept_ids(filter_logits(scores, 1.0, 2, 1.0)) == [1, 2]
+
+
+def kept_ids(filtered: np.ndarray) -> list[int]:
+    return np.flatnonzero(np.isfinite(filtered)).tolist()
+
+
+def test_filter_matches_a_plain_full_sort_on_random_scores():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scores = rng.normal(scale=3.0, size=64).astype(np.float32)
+        temperature, top_k, top_p = rng.uniform(0.2, 2.0), int(rng.integers(0, 70)), rng.uniform()
+        scaled = scores / np.float32(temperature)
+        order = np.argsort(-scaled, kind="stable")
+        probs = np.exp(scaled - scaled.max()) / np.exp(scaled - scaled.max()).sum()
+        before = np.cumsum(probs[order]) - probs[order]
+        expected = [
+            int(token)
+            for rank, token in enumerate(order)
+            if (top_k == 0 or rank < top_k) and before[rank] < top_p
+        ]
+        assert kept_ids(filter_logits(scores, temperature, top_k, top_p)) == sorted(expected)
+
+
 def test_temperature_sharpens_and_flattens():
     def probs(t: float) -> np.ndarray:
-        filtered = filter_logits(LOGITS, jnp.float32(t), jnp.int32(0), jnp.float32(1.0))
-        return np.asarray(jax.nn.softmax(filtered))[0]
+        return softmax(filter_logits(LOGITS, t, 0, 1.0))
 
     np.testing.assert_allclose(probs(1.0), [0.5, 0.3, 0.15, 0.05], rtol=1e-5)
     assert probs(0.5)[0] > 0.5 > probs(2.0)[0]
 
 
 def test_zero_temperature_is_greedy_and_sampling_follows_the_distribution():
-    keys = jax.random.split(jax.random.key(0), 4000)
-    batch = jnp.repeat(LOGITS, 4000, axis=0)
-    greedy = sample_token(keys[0], batch, jnp.float32(0.0), jnp.int32(0), jnp.float32(1.0))
-    assert set(np.asarray(greedy).tolist()) == {0}
-    drawn = sample_token(keys[1], batch, jnp.float32(1.0), jnp.int32(0), jnp.float32(1.0))
-    frequencies = np.bincount(np.asarray(drawn), minlength=4) / 4000
+    noises = np.asarray(jax.random.gumbel(jax.random.key(0), (4000, 4)))
+    greedy = {sample_token(LOGITS, noise, 0.0, 0, 1.0) for noise in noises}
+    assert greedy == {0}
+    drawn = [sample_token(LOGITS, noise, 1.0, 0, 1.0) for noise in noises]
+    frequencies = np.bincount(drawn, minlength=4) / 4000
     np.testing.assert_allclose(frequencies, [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    assert {sample_token(LOGITS, noise, 1.0, 2, 1.0) for noise in noises} == {0, 1}
+
+
+def test_candidates_are_the_most_likely_tokens_with_their_probabilities():
+    ids, probs = top_candidates(LOGITS, 3)
+    assert ids.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(probs, [0.5, 0.3, 0.15], rtol=1e-5)
 
 
 def make_generator(block_size: int = 32) -> Generator:
