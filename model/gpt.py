@@ -29,7 +29,7 @@ from model.config import GPTConfig
 from model.feed_forward import FeedForward
 from model.positional import PositionalEncoding
 
-# Keys and values of every earlier token, per layer: ((B, H, d_head, block_size) x 2) x L.
+# Keys and values of every earlier token, per layer: ((B, H, block_size, d_head) x 2) x L.
 KVCache = tuple[tuple[jax.Array, jax.Array], ...]
 
 
@@ -140,7 +140,7 @@ class GPT(nnx.Module):
     def init_cache(self, batch_size: int) -> KVCache:
         """An empty key/value cache: zeros for every layer, position and head."""
         c = self.config
-        shape = (batch_size, c.n_head, c.d_head, c.block_size)  # see attention.to_cache_layout
+        shape = (batch_size, c.n_head, c.block_size, c.d_head)  # see attention.to_cache_layout
         return tuple((jnp.zeros(shape), jnp.zeros(shape)) for _ in range(c.n_layer))
 
     def decode_step(
