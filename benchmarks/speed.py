@@ -228,23 +228,24 @@ def generation_model(config: GPTConfig, shipped: bool) -> tuple[GPT, int, str]:
     return GPT(config, rngs=nnx.Rngs(0)), 0, "random weights"
 
 
-def full_forward_step(model: GPT) -> Callable[[jax.Array, jax.Array, np.random.Generator], int]:
+def full_forward_step(model: GPT) -> Callable[[jax.Array, jax.Array, jax.Array], int]:
     """One token without a cache: the whole context through model(..., return_attention=True).
 
     The context is padded to block_size so that it compiles once; the causal mask keeps the
-    padding from changing anything at `position`. The token is then drawn on the host, as
+    padding from changing anything at `position`. The token is then chosen on the host, as
     the generator does.
     """
     graphdef, params = nnx.split(model)
 
     @jax.jit
-    def step(params, tokens: jax.Array, position: jax.Array):
+    def step(params, tokens: jax.Array, position: jax.Array, key: jax.Array):
         logits, attention = nnx.merge(graphdef, params)(tokens, return_attention=True)
-        return logits[0, position], attention[:, :, :, position]
+        noise = jax.random.gumbel(key, logits.shape[-1:])
+        return logits[0, position], noise, attention[:, :, :, position]
 
-    def next_token(tokens: jax.Array, position: jax.Array, rng: np.random.Generator) -> int:
-        logits, _ = step(params, tokens, position)
-        return sample_token(rng, np.asarray(logits), 0.8, 50, 0.95)
+    def next_token(tokens: jax.Array, position: jax.Array, key: jax.Array) -> int:
+        logits, noise, _ = step(params, tokens, position, key)
+        return sample_token(np.asarray(logits), np.asarray(noise), 0.8, 50, 0.95)
 
     return next_token
 
@@ -274,11 +275,11 @@ def benchmark_generation(
 
     step = full_forward_step(model)
     context = jnp.full((1, model.config.block_size), end_of_joke, jnp.int32)
-    rng = np.random.default_rng(0)
-    step(context, jnp.int32(0), rng)  # compile
+    key = jax.random.key(0)
+    step(context, jnp.int32(0), key)  # compile
     start = time.perf_counter()
     for position in range(tokens):
-        token = step(context, jnp.int32(position), rng)
+        token = step(context, jnp.int32(position), jax.random.fold_in(key, position))
         context = context.at[0, position + 1].set(token)
     uncached = (time.perf_counter() - start) / tokens
     return {
