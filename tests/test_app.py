@@ -626,7 +626,7 @@ def test_a_damaged_model_folder_stops_the_app_with_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_app_keeps_its_compiled_programs_for_the_next_start(tmp_path):
+def test_the_app_writes_its_compiled_programs_to_its_cache_unless_told_otherwise(tmp_path):
     script = (
         "import sys, app\n"
         "app.use_compilation_cache(app.Path(sys.argv[1]))\n"
