@@ -47,8 +47,9 @@ from data.offensive import is_offensive
 from data.originality import JokeIndex, Nearest
 from data.tokenizer import END_OF_JOKE, decode, encode, end_of_joke_id, token_strings
 from model.checkpoint import CheckpointError, load_model
-from model.generate import Generator, SamplingSettings, Step, attention_matrix
+from model.generate import Generator, SamplingSettings, Step, attention_matrix, prompt_room
 from model.gpt import count_parameters
+from model.host_memory import reuse_freed_memory
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 CHECKPOINT = os.environ.get("PUNCHLINE_CHECKPOINT", "checkpoints/punchline")
@@ -287,9 +288,7 @@ class JokeWriter:
             temperature, top_k, top_p, max_new_tokens, seed,
             vocab_size=self.config.vocab_size, block_size=block,
         )  # fmt: skip
-        # Long opening words leave room for at least a quarter of the context of new words.
-        limit = block - 1 - min(settings.max_new_tokens, block // 4)
-        text, ids, trimmed = self.fit(text, limit)
+        text, ids, trimmed = self.fit(text, prompt_room(block, settings.max_new_tokens))
         if trimmed:
             notes.append(
                 f"Your opening words were longer than the model can read ({block} tokens in "
@@ -905,6 +904,7 @@ def use_compilation_cache(folder: Path = COMPILATION_CACHE) -> None:
 
 
 def main() -> int:
+    reuse_freed_memory()  # before JAX's first computation starts its threads
     started = time.perf_counter()
     use_compilation_cache()
     if LOG_COMPILES:

@@ -39,6 +39,7 @@ from data.tokenizer import decode, end_of_joke_id
 from model.checkpoint import CheckpointError, load_model
 from model.generate import Generator, SamplingSettings
 from model.gpt import GPT
+from model.host_memory import reuse_freed_memory
 from model.loss import loss_figures, masked_nll
 
 EVAL_FILE = "eval.json"
@@ -171,6 +172,7 @@ def _percent(figures: dict[str, Any], key: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    reuse_freed_memory()  # before JAX's first computation starts its threads
     parser = argparse.ArgumentParser(
         prog="python evaluate.py",
         description=__doc__.split("\n\n")[0],

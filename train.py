@@ -57,6 +57,7 @@ from model.checkpoint import CheckpointError, load_model, save_model
 from model.config import PRESETS, ConfigError, GPTConfig
 from model.generate import Generator, SamplingSettings
 from model.gpt import GPT, count_parameters
+from model.host_memory import reuse_freed_memory
 from model.loss import cross_entropy, loss_figures, masked_nll
 
 TRAIN_CONFIG = "train_config.json"
@@ -560,7 +561,10 @@ class Run:
                 self.step += 1
                 progress.update(1)
                 last = self.step == config.steps
-                if self.step % config.log_every == 0 or last:
+                # Three independent schedules: a step may log, evaluate or checkpoint alone.
+                log_now = self.step % config.log_every == 0 or last
+                eval_now = self.step % config.eval_every == 0 or last
+                if log_now or eval_now:
                     losses = self.finite_losses(window_losses, window_first_step)
                     elapsed = time.perf_counter() - window_start
                     tokens_per_s = tokens_per_step * len(losses) / elapsed
@@ -571,7 +575,7 @@ class Run:
                         "grad_norm": float(metrics["grad_norm"]),
                         "tokens_seen": self.step * tokens_per_step,
                     }
-                    if self.step % config.eval_every == 0 or last:
+                    if eval_now:
                         figures = self.evaluate()
                         record.update(figures)
                         if self.is_main:
@@ -745,6 +749,7 @@ def main_process_first(name: str) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    reuse_freed_memory()  # before JAX's first computation starts its threads
     config, args = parse_args(argv)
     try:
         initialize_distributed(args)

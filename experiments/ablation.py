@@ -21,6 +21,7 @@ from pathlib import Path
 
 import train
 from model.config import PRESETS
+from model.host_memory import reuse_freed_memory
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    reuse_freed_memory()  # before JAX's first computation starts its threads
     args = parse_args(argv)
     out = Path(args.out)
     chosen = [v for v in VARIANTS if not args.only or v.name in args.only]

@@ -8,10 +8,5 @@ gpt.py (the whole stack), loss.py (what training minimises), sampling.py and gen
 
 from model.config import PRESETS, ConfigError, GPTConfig
 from model.gpt import GPT, count_parameters
-from model.host_memory import reuse_freed_memory
-
-# Importing the model is the first thing every entry point (train.py, app.py, generate) does
-# with JAX, before JAX starts its threads: the moment malloc can still be tuned for it.
-reuse_freed_memory()
 
 __all__ = ["GPT", "PRESETS", "ConfigError", "GPTConfig", "count_parameters"]

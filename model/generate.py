@@ -67,6 +67,21 @@ class Generation:
     trimmed: int  # prompt tokens dropped from the left to fit the context
 
 
+def prompt_room(block_size: int, max_new_tokens: int) -> int:
+    """How many prompt tokens the model reads at most.
+
+    The start token takes one place of the context, and a long prompt leaves room for at
+    least a quarter of the context (or for `max_new_tokens`, if fewer) of new tokens.
+    """
+    return block_size - 1 - min(max_new_tokens, block_size // 4)
+
+
+def fit_prompt(prompt_ids: list[int], block_size: int, max_new_tokens: int) -> list[int]:
+    """The prompt's last tokens that fit beside the start token and the writing (see above)."""
+    room = prompt_room(block_size, max_new_tokens)
+    return prompt_ids[len(prompt_ids) - room :] if len(prompt_ids) > room else list(prompt_ids)
+
+
 def attention_matrix(steps: list[Step]) -> np.ndarray:
     """Stack the rows of streamed steps into (layers, heads, T, T), zero above the diagonal."""
     length = len(steps)
@@ -101,7 +116,8 @@ class Generator:
         """Yield a Step for the start token, each prompt token, then each new token."""
         block = self.config.block_size
         # The end-of-joke token also opens every joke: the model learned to start after it.
-        prefix = [self.end_of_joke, *prompt_ids][-block:]
+        # It is always kept; a long prompt loses its first tokens instead.
+        prefix = [self.end_of_joke, *fit_prompt(prompt_ids, block, settings.max_new_tokens)]
         budget = max(0, min(settings.max_new_tokens, block - len(prefix)))
         key = jax.random.key(settings.seed)
         cache = self._empty_cache(1)
@@ -147,7 +163,8 @@ class Generator:
         """Run `stream` to the end and collect the whole sequence and its attention."""
         block = self.config.block_size
         steps = list(self.stream(prompt_ids, settings))
-        prefix_length = min(len(prompt_ids) + 1, block)
+        kept = len(fit_prompt(prompt_ids, block, settings.max_new_tokens))
+        prefix_length = kept + 1
         attention = attention_matrix(steps)
         generated = steps[prefix_length:]
         budget = min(settings.max_new_tokens, block - prefix_length)
@@ -157,7 +174,7 @@ class Generator:
             attention=attention,
             candidates=[(s.candidates.tolist(), s.probabilities.tolist()) for s in generated],
             ended=len(generated) < budget,
-            trimmed=max(0, len(prompt_ids) + 1 - block),
+            trimmed=len(prompt_ids) - kept,
         )
 
 

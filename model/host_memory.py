@@ -14,7 +14,9 @@ per step once the heap has grown to its peak. The price is that the process keep
 memory until it exits, which a training run or the app does anyway.
 
 Threads keep the arena they first allocated from, so this must run before JAX starts its
-thread pools: `model/__init__.py` calls it when the package is first imported.
+thread pools (at the first computation): the long-running mains (train.py, app.py,
+evaluate.py, the speed benchmark, the ablation) call it first thing. Importing a package of
+the project never changes the process's malloc.
 """
 
 from __future__ import annotations

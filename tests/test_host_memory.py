@@ -9,11 +9,13 @@ from __future__ import annotations
 import ctypes
 import platform
 import resource
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-import model  # noqa: F401  (importing the package tunes malloc, as it does for every entry point)
 from model.host_memory import reuse_freed_memory
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -45,9 +47,39 @@ def test_malloc_accepts_the_settings():
 
 
 def test_a_freed_block_is_reused_by_the_next_thread_without_page_faults():
+    assert reuse_freed_memory()  # as the mains do
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
     use_block_in_a_new_thread(libc)  # the heap grows to hold the block once
     # Without the tuning, each thread maps a fresh block and faults on every one of its pages.
     assert use_block_in_a_new_thread(libc) < BLOCK // PAGE // 10
+
+
+# A stand-in for ctypes.CDLL that records every mallopt call before any project import.
+RECORD_MALLOPT = """
+import ctypes, json
+calls = []
+real = ctypes.CDLL
+class Recording:
+    def __init__(self, name, *args, **kwargs):
+        self._lib = real(name, *args, **kwargs)
+    def __getattr__(self, attribute):
+        if attribute == "mallopt":
+            return lambda *values: calls.append(values) or 1
+        return getattr(self._lib, attribute)
+ctypes.CDLL = Recording
+import model, model.gpt, model.generate, model.checkpoint, data, train, app  # noqa
+print(json.dumps(calls))
+"""
+
+
+def test_importing_the_project_leaves_malloc_alone():
+    output = subprocess.run(
+        [sys.executable, "-c", RECORD_MALLOPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
+    assert output.strip().splitlines()[-1] == "[]"

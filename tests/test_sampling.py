@@ -8,7 +8,7 @@ import numpy as np
 from flax import nnx
 
 from model.config import GPTConfig
-from model.generate import CANDIDATES, Generator, SamplingSettings
+from model.generate import CANDIDATES, Generator, SamplingSettings, fit_prompt, prompt_room
 from model.gpt import GPT
 from model.sampling import filter_logits, ranked, sample_token, softmax, top_candidates
 
@@ -143,13 +143,27 @@ def test_generation_equals_one_full_forward_pass_over_the_final_sequence():
         np.testing.assert_allclose(np.asarray(probs[position, ids]), top, atol=1e-5)
 
 
-def test_long_prompts_are_trimmed_from_the_left_and_length_is_capped():
+def test_a_long_prompt_keeps_the_start_token_and_leaves_room_to_write():
     generator = make_generator(block_size=16)
-    prompt = list(range(1, 40))
-    result = generator.generate(prompt, SamplingSettings(max_new_tokens=100))
-    assert result.trimmed == 40 - 16
-    assert result.token_ids == prompt[-16:]
+    prompt = list(range(1, 40))  # far longer than the context (END is not among them)
+    result = generator.generate(prompt, SamplingSettings(max_new_tokens=100, seed=2))
+    room = prompt_room(16, 100)  # 16 - 1 - 16 // 4 = 11 prompt tokens
+    assert room == 11
+    assert result.token_ids[0] == END  # the start token is never the one dropped
+    assert result.token_ids[1 : 1 + room] == prompt[-room:]
+    assert result.trimmed == len(prompt) - room and result.prompt_length == 1 + room
+    assert len(result.candidates) == len(result.token_ids) - result.prompt_length
+    assert any(
+        len(generator.generate(prompt, SamplingSettings(max_new_tokens=100, seed=s)).token_ids)
+        > 1 + room
+        for s in range(5)
+    )  # something is written
     assert len(generator.generate([1, 2], SamplingSettings(max_new_tokens=100)).token_ids) <= 16
+
+
+def test_a_short_prompt_is_kept_whole():
+    assert fit_prompt([1, 2, 3], block_size=16, max_new_tokens=100) == [1, 2, 3]
+    assert fit_prompt(list(range(20)), block_size=16, max_new_tokens=2) == list(range(7, 20))
 
 
 def test_no_recompilation_for_new_prompts_lengths_or_settings():

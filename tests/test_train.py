@@ -126,6 +126,19 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path,
     assert split[-1]["val_loss"] == whole[-1]["val_loss"]
 
 
+def test_log_eval_and_checkpoint_schedules_are_independent(tmp_path):
+    # Evaluation at step 7 must run although 7 is no logging step (5, 10, 12).
+    data = write_jokes(tmp_path, JOKES + OTHER_JOKES)
+    out = tmp_path / "schedules"
+    assert run(tmp_path, "--data", str(data), "--out", str(out), "--steps", "12",
+               "--log-every", "5", "--eval-every", "7", "--checkpoint-every", "3") == 0  # fmt: skip
+    records = metrics(out)
+    assert [r["step"] for r in records] == [5, 7, 10, 12]
+    assert [r["step"] for r in records if "val_loss" in r] == [7, 12]
+    kept = sorted(int(p.name) for p in (out / "state").iterdir() if p.name.isdigit())
+    assert kept == [9, 12]  # the last two of the checkpoints at 3, 6, 9 and 12
+
+
 @pytest.mark.slow
 def test_fine_tuning_from_an_exported_model_learns_new_jokes(tmp_path, capsys):
     base_data = write_jokes(tmp_path, JOKES, "base.txt")
