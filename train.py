@@ -173,7 +173,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     parser = argparse.ArgumentParser(
         prog="python train.py",
         description=__doc__.split("\n\n")[0],
-        epilog="Examples:\n" + __doc__.split("\n\n")[1],
+        epilog="Examples:\n" + __doc__.split("\n\n")[1] + "\n\n" + preset_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     defaults = TrainConfig()
@@ -190,7 +190,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                 kind = int
             elif f.name == "dropout":
                 kind = float
-            parser.add_argument(flag, type=kind, help=HELP[f.name] + " (default: preset)")
+            parser.add_argument(
+                flag, type=kind, help=HELP[f.name] + " (default: the preset's, see below)"
+            )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--distributed",
@@ -228,6 +230,21 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         if given is not None and not (f.name == "data" and given == []):
             values[f.name] = given
     return TrainConfig(**values), args
+
+
+def preset_table() -> str:
+    """What each --preset sets, as a table for --help: model sizes, then training settings."""
+    rows = [*SIZE_FLAGS, "dropout", *next(iter(TRAIN_PRESETS.values()))]
+    values = {
+        name: {**PRESETS[name].to_dict(), **settings} for name, settings in TRAIN_PRESETS.items()
+    }
+    width = max(len(row) for row in rows) + 4
+    lines = ["Presets (a flag given on the command line wins over its preset's value):"]
+    lines.append("  " + "flag".ljust(width) + "".join(name.rjust(12) for name in values))
+    for row in rows:
+        cells = "".join(f"{values[name][row]:>12}" for name in values)
+        lines.append("  " + ("--" + row.replace("_", "-")).ljust(width) + cells)
+    return "\n".join(lines)
 
 
 def _env_int(name: str) -> int | None:

@@ -64,13 +64,17 @@ def parameters_to_flat(model: GPT) -> dict[str, Any]:
     return dict(zip(names, values, strict=True))
 
 
-def set_parameters(model: GPT, tensors: dict[str, np.ndarray]) -> None:
-    """Overwrite the model's parameters in place from a {name: array} dict."""
-    names, _, treedef = _named_leaves(model)
-    state = nnx.state(model, nnx.Param)
-    new_leaves = [jnp.asarray(tensors[name]) for name in names]
-    nnx.replace_by_pure_dict(state, jax.tree_util.tree_unflatten(treedef, new_leaves))
-    nnx.update(model, state)
+def model_from_parameters(abstract: GPT, tensors: dict[str, np.ndarray]) -> GPT:
+    """The model shaped like `abstract` (from nnx.eval_shape), holding `tensors` by name.
+
+    The model is built once, from the abstract one's structure: no random initialisation
+    is computed only to be overwritten.
+    """
+    names, _, treedef = _named_leaves(abstract)
+    graphdef, state = nnx.split(abstract)  # a GPT holds parameters and nothing else
+    values = [jnp.asarray(tensors[name]) for name in names]
+    nnx.replace_by_pure_dict(state, jax.tree_util.tree_unflatten(treedef, values))
+    return nnx.merge(graphdef, state)
 
 
 def save_model(
@@ -235,8 +239,7 @@ def load_model(folder: str | Path, verify: bool = True) -> tuple[GPT, Tokenizer,
             f"vocab_size={config.vocab_size}: use the tokenizer the model was trained with"
         )
     _check_token_ids(tokenizer, tokenizer_path, config.vocab_size)
-    model = GPT(config, rngs=nnx.Rngs(0))
-    set_parameters(model, weights)
+    model = model_from_parameters(abstract, weights)
     try:
         metadata = json.loads((folder / METADATA).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

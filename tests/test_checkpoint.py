@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -59,6 +60,22 @@ def test_export_then_load_gives_bit_identical_logits(tmp_path, tokenizer):
     np.testing.assert_array_equal(model(x)[0], loaded(x)[0])
     assert loaded.config == config and metadata == {"steps": 5}
     assert loaded_tokenizer.to_str() == tokenizer.to_str()
+
+
+def test_loading_builds_the_model_once_without_a_random_initialisation(folder, monkeypatch):
+    import model.checkpoint as checkpoint
+
+    concrete_builds = []
+
+    class CountingGPT(GPT):
+        def __init__(self, *args, **kwargs):
+            # Under nnx.eval_shape every array is abstract (a tracer): nothing is computed.
+            concrete_builds.append(not isinstance(jnp.zeros(()), jax.core.Tracer))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "GPT", CountingGPT)
+    load_model(folder)  # the weights it holds: test_export_then_load_gives_bit_identical_logits
+    assert concrete_builds == [False]  # one abstract build, no real initialisation
 
 
 def test_bfloat16_export_is_half_the_size_and_close_in_logits(tmp_path, tokenizer, folder):

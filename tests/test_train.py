@@ -70,6 +70,18 @@ def test_help_explains_every_flag(capsys):
         assert flag in text
 
 
+def test_help_shows_what_each_preset_sets(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = capsys.readouterr().out
+    assert "(default: preset)" not in text
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if "--" in line[:4]}
+    assert rows["--d-model"] == ["128", "256", "384"]  # tiny, small, base (model/config.py)
+    assert rows["--steps"] == ["300", "3000", "10000"]
+    assert rows["--learning-rate"] == ["0.002", "0.001", "0.0006"]
+    assert rows["--positional"] == ["learned", "learned", "learned"]
+
+
 @pytest.mark.slow
 def test_a_tiny_model_overfits_a_handful_of_jokes_and_tells_them_back(tmp_path):
     data = write_jokes(tmp_path, JOKES)
