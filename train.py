@@ -247,6 +247,14 @@ def preset_table() -> str:
     return "\n".join(lines)
 
 
+def size_preset(config: GPTConfig) -> str:
+    """The name of the preset whose model sizes `config` has, or "custom"."""
+    for name, preset in PRESETS.items():
+        if all(getattr(preset, f) == getattr(config, f) for f in SIZE_FLAGS):
+            return name
+    return "custom"
+
+
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name)
     return int(value) if value else None
@@ -416,9 +424,10 @@ class Run:
     def load_base(self, resume: bool) -> tuple[GPT | None, Tokenizer | None]:
         """The model to fine-tune (--init-from) and the tokenizer to keep, if any."""
         base_model = tokenizer = None
+        self.base_metadata: dict[str, Any] | None = None
         if self.config.init_from:
             try:
-                base_model, tokenizer, _ = load_model(self.config.init_from)
+                base_model, tokenizer, self.base_metadata = load_model(self.config.init_from)
             except CheckpointError as error:
                 raise TrainError(f"--init-from: {error}") from None
         if resume and (self.folder / "tokenizer.json").is_file():
@@ -641,6 +650,24 @@ class Run:
 
     def export(self, figures: dict[str, float], seconds: float) -> Path:
         model, _ = nnx.merge(self.graphdef, self.state)
+        # What this run trained with, every size resolved (no None "from the preset"), and
+        # the preset named only when the model really has that preset's sizes.
+        train_config = dataclasses.asdict(self.config)
+        train_config.update({name: getattr(self.model_config, name) for name in SIZE_FLAGS})
+        train_config["dropout"] = self.model_config.dropout
+        train_config["preset"] = size_preset(self.model_config)
+        run = {
+            "out": self.config.out,
+            "init_from": self.config.init_from,
+            "steps": self.step,
+            "tokens_seen": self.step * self.config.batch_size * self.model_config.block_size,
+            "train_seconds": round(seconds, 1),
+            "learning_rate": self.config.learning_rate,
+            "clean": self.config.clean,
+            "offensive_threshold": self.config.offensive_threshold,
+            "git_commit": _git_commit(),
+            **{k: round(v, 4) for k, v in figures.items()},
+        }
         metadata = {
             "sources": self.corpus.sources,
             "data_report": self.corpus.report.to_dict(),
@@ -652,7 +679,10 @@ class Run:
             "train_seconds": round(seconds, 1),
             "devices": [str(d) for d in jax.devices()],
             "git_commit": _git_commit(),
-            "train_config": dataclasses.asdict(self.config),
+            "train_config": train_config,
+            # Every run that made these weights, oldest first: the base model's chain is
+            # copied in, so it stays known when the base folder is gone.
+            "lineage": [*(self.base_metadata or {}).get("lineage", []), run],
             **{k: round(v, 4) for k, v in figures.items()},
         }
         return save_model(

@@ -14,6 +14,7 @@ import pytest
 import train
 from data.tokenizer import decode, encode, end_of_joke_id
 from model.checkpoint import load_model
+from model.config import GPTConfig
 from model.generate import Generator, SamplingSettings
 
 JOKES = [
@@ -138,6 +139,21 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path,
     assert split[-1]["val_loss"] == whole[-1]["val_loss"]
 
 
+def test_the_shipped_model_metadata_describes_it_truthfully():
+    _, _, metadata = load_model(Path(__file__).resolve().parents[1] / "checkpoints" / "punchline")
+    config = json.loads(
+        (Path(__file__).resolve().parents[1] / "checkpoints/punchline/config.json").read_text()
+    )
+    recorded = metadata["train_config"]
+    assert train.size_preset(GPTConfig.from_dict(config)) == recorded["preset"] == "small"
+    for name in train.SIZE_FLAGS:
+        assert recorded[name] == config[name]
+    chain = metadata["lineage"]
+    assert chain[0]["init_from"] is None  # trained from scratch first, then fine-tuned
+    assert chain[-1]["steps"] == metadata["steps"] and len(chain) == 2
+    assert sum(r["steps"] for r in chain) == 3500
+
+
 def test_log_eval_and_checkpoint_schedules_are_independent(tmp_path):
     # Evaluation at step 7 must run although 7 is no logging step (5, 10, 12).
     data = write_jokes(tmp_path, JOKES + OTHER_JOKES)
@@ -164,7 +180,16 @@ def test_fine_tuning_from_an_exported_model_learns_new_jokes(tmp_path, capsys):
                "--init-from", str(tmp_path / "base" / "model"), "--steps", "60",
                "--learning-rate", "3e-3", "--warmup-steps", "5",
                "--eval-every", "60") == 0  # fmt: skip
-    tuned, tuned_tokenizer, _ = load_model(tmp_path / "tuned" / "model")
+    tuned, tuned_tokenizer, tuned_metadata = load_model(tmp_path / "tuned" / "model")
+    # The metadata tells the truth: sizes resolved, the preset named only if it fits (the
+    # TINY flags make a custom model), and the whole chain of runs, oldest first.
+    recorded = tuned_metadata["train_config"]
+    assert recorded["preset"] == "custom" and recorded["d_model"] == 64
+    assert recorded["n_layer"] == 2 and recorded["dropout"] == 0.0
+    chain = tuned_metadata["lineage"]
+    assert [r["init_from"] for r in chain] == [None, str(tmp_path / "base" / "model")]
+    assert [r["steps"] for r in chain] == [40, 60]
+    assert [r["out"] for r in chain] == [str(tmp_path / "base"), str(tmp_path / "tuned")]
     # The position table of the base model fixes its context: a longer one cannot work.
     longer = run(tmp_path, "--data", str(new_data), "--out", str(tmp_path / "longer"),
                  "--init-from", str(tmp_path / "base" / "model"), "--block-size", "96")  # fmt: skip
