@@ -76,7 +76,8 @@ NEW, CLOSE = "new", "close to a known joke"  # the originality verdicts
 HELP = {  # the hint under each control
     "t": "Low: safe and repetitive. High: surprising, then nonsense.",
     "k": "Only the k most likely tokens may be drawn (0: all).",
-    "p": "Only the most likely tokens that together reach p.",
+    "p": "Only the most likely tokens that together reach p (of the whole vocabulary, "
+    "counted before top-k: not renormalised after it).",
     "n": "New tokens at most.",
     "seed": "Picks one and shows it here.",
     "clean": f"A joke flagged as offensive is written again (up to {CLEAN_TRIES} tries).",

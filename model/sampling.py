@@ -41,6 +41,10 @@ def filter_logits(logits: np.ndarray, temperature: float, top_k: int, top_p: flo
     top_k: keep only the k most likely tokens (0 keeps all);
     top_p: keep the smallest set of most likely tokens whose probability reaches p
     (1.0 keeps all). The most likely token always survives.
+
+    Top-p counts probability over the whole vocabulary, not renormalised after top-k (Hugging
+    Face's warpers renormalise): when the top k tokens hold less than p, top-p removes
+    nothing more. Kept this way so that every published seed still writes its joke.
     """
     scaled = (logits / np.float32(max(temperature, GREEDY_BELOW))).astype(np.float32)
     vocab = len(scaled)

@@ -645,3 +645,11 @@ def test_the_app_writes_its_compiled_programs_to_its_cache_unless_told_otherwise
     done = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not off.exists()
+
+
+def test_the_ui_and_the_readme_say_how_top_p_counts_after_top_k():
+    # Top-p is not renormalised after top-k (tests/test_sampling.py shows it does not): the
+    # visitor's hint and the API docs must say so.
+    assert "whole vocabulary" in app.HELP["p"] and "not renormalised" in app.HELP["p"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "top-p counts probability over the whole vocabulary, not\nrenormalised" in readme
