@@ -316,6 +316,7 @@ def make_steps(graphdef: nnx.GraphDef, fused: bool):
 
     def train_step(state, x, y, key):
         model, optimizer = nnx.merge(graphdef, state)
+        model.train()  # dropout on (a trace-time switch: the compiled step always drops)
 
         def loss_fn(model: GPT) -> jax.Array:
             logits, _ = model(x, rngs=nnx.Rngs(dropout=key), fused=fused)  # (B, T, V)
@@ -328,6 +329,7 @@ def make_steps(graphdef: nnx.GraphDef, fused: bool):
 
     def eval_step(state, x, y, mask):
         model, _ = nnx.merge(graphdef, state)
+        model.eval()  # dropout off
         return masked_nll(model, x, y, mask, fused)
 
     # donate_argnums: the old state's buffers are reused for the new one (no copy).

@@ -26,7 +26,7 @@ class GPTConfig:
     n_head: int = 4  # attention heads per block; d_model is split evenly between them
     d_model: int = 256  # width of the residual stream (the embedding size)
     d_ff: int = 1024  # hidden width of the feed-forward network (4 x d_model, as in GPT-2)
-    dropout: float = 0.1  # dropout on attention weights and residual branches while training
+    dropout: float = 0.1  # share of embeddings and residual-branch outputs zeroed in training
     positional: PositionalKind = "learned"  # how the model knows where a token is
     rope_base: float = 10_000.0  # wavelength base of RoPE and of the sinusoidal table
     tie_embeddings: bool = True  # the output layer reuses the token embedding matrix

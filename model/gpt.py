@@ -45,7 +45,8 @@ class Block(nnx.Module):
             config.d_model, epsilon=config.layer_norm_eps, rngs=rngs
         )
         self.feed_forward = FeedForward(config, rngs=rngs)
-        self.dropout = nnx.Dropout(config.dropout)
+        # Built in evaluation mode (no dropout); GPT.train() switches it on (see GPT).
+        self.dropout = nnx.Dropout(config.dropout, deterministic=True)
 
     def __call__(
         self,
@@ -56,12 +57,9 @@ class Block(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         """x: (B, T, d_model) -> (B, T, d_model) and this block's weights (B, H, T, T)."""
-        drop = rngs is None  # dropout only while training, i.e. when given random keys
         attended, weights = self.attention(self.attention_norm(x), positions, fused=fused)
-        x = x + self.dropout(attended, deterministic=drop, rngs=rngs)
-        x = x + self.dropout(
-            self.feed_forward(self.feed_forward_norm(x)), deterministic=drop, rngs=rngs
-        )
+        x = x + self.dropout(attended, rngs=rngs)  # dropout on the branch, not on the weights
+        x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)), rngs=rngs)
         return x, weights
 
     def decode(
@@ -83,7 +81,11 @@ class GPT(nnx.Module):
             config.vocab_size, config.d_model, embedding_init=init, rngs=rngs
         )
         self.positional = PositionalEncoding(config, rngs=rngs)
-        self.dropout = nnx.Dropout(config.dropout)
+        # Dropout zeroes a random share of the embeddings and of each block's attention and
+        # feed-forward outputs before they join the residual stream; attention weights are
+        # never dropped. The mode is explicit: a GPT is built in evaluation mode (no dropout),
+        # `model.train()` turns dropout on (it then needs `rngs`), `model.eval()` off again.
+        self.dropout = nnx.Dropout(config.dropout, deterministic=True)
         self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.n_layer)])
         self.final_norm = nnx.LayerNorm(config.d_model, epsilon=config.layer_norm_eps, rngs=rngs)
         if not config.tie_embeddings:
@@ -115,7 +117,7 @@ class GPT(nnx.Module):
     ) -> tuple[jax.Array, jax.Array | None]:
         """Next-token logits for every position of `tokens` (B, T), T <= block_size.
 
-        rngs: random keys for dropout while training; None means no dropout (evaluation).
+        rngs: random keys for dropout, needed in training mode (`model.train()`) only.
         fused: use the fused attention op (faster training; cannot return weights).
         return_attention: also return every layer's weights, (B, L, H, T, T); the
         logits are the same either way.
@@ -129,7 +131,7 @@ class GPT(nnx.Module):
         if fused and return_attention:
             raise ValueError("the fused attention path cannot return weights: use fused=False")
         positions = jnp.arange(length)
-        x = self.dropout(self.embed(tokens, positions), deterministic=rngs is None, rngs=rngs)
+        x = self.dropout(self.embed(tokens, positions), rngs=rngs)
         all_weights = []
         for block in self.blocks:
             x, weights = block(x, positions, fused=fused, rngs=rngs)

@@ -132,18 +132,35 @@ def test_cached_decoding_matches_the_full_forward_pass(positional):
         assert np.all(np.asarray(rows[..., position + 1 :]) == 0)
 
 
-def test_dropout_only_when_random_keys_are_given():
+def test_dropout_only_in_training_mode_which_is_explicit():
     model = make_model(dropout=0.5)
     tokens = random_tokens(8)
-    a, _ = model(tokens)
-    b, _ = model(tokens)
+    a, _ = model(tokens)  # built in evaluation mode: no dropout
+    b, _ = model(tokens, rngs=nnx.Rngs(dropout=0))  # keys alone do not switch dropout on
     np.testing.assert_array_equal(a, b)
+    model.train()
+    with pytest.raises(ValueError, match="rngs"):
+        model(tokens)  # training mode without keys is an error, not a silent evaluation
     c, _ = model(tokens, rngs=nnx.Rngs(dropout=0))
     d, _ = model(tokens, rngs=nnx.Rngs(dropout=0))
     e, _ = model(tokens, rngs=nnx.Rngs(dropout=1))
     np.testing.assert_array_equal(c, d)
     assert not np.allclose(a, c)
     assert not np.allclose(c, e)
+    model.eval()
+    np.testing.assert_array_equal(model(tokens, rngs=nnx.Rngs(dropout=0))[0], a)
+
+
+def test_dropout_leaves_the_attention_weights_alone():
+    model = make_model(dropout=0.5)
+    tokens = random_tokens(8)
+    _, clean = model(tokens, return_attention=True)
+    model.train()
+    _, weights = model(tokens, rngs=nnx.Rngs(dropout=0), return_attention=True)
+    # The first block's weights see the dropped embeddings, so they differ, but each row is
+    # still a full distribution: nothing was zeroed and rescaled inside the softmax output.
+    np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, atol=1e-5)
+    assert not np.allclose(clean, weights)
 
 
 def test_untied_head_has_its_own_matrix():
