@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,49 +70,83 @@ CHECKPOINT_OVERHEAD_BYTES = 1_000_000
 FOLDER_OVERHEAD_BYTES = 1_000_000
 
 
+def option(default: Any, help: str) -> Any:
+    """A TrainConfig field with its --help text beside it (dataclass field metadata)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a run. Each field is also a command-line flag (see --help)."""
 
-    preset: str = "tiny"
-    data: list[str] = field(default_factory=list)  # empty: the built-in joke corpus
-    text_column: str | None = None
-    out: str = "runs/tiny"
-    init_from: str | None = None
+    preset: str = option(
+        "tiny", "model size and training length: tiny (minutes on a laptop CPU), small, base"
+    )
+    data: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "joke files or globs (CSV, TSV, JSON, JSONL, TXT, optionally .gz); "
+            "default: the jokes shipped with the oneliners and pyjokes packages"
+        },
+    )
+    text_column: str | None = option(
+        None, "column or field holding the joke text (default: Joke / body / text)"
+    )
+    out: str = option(
+        "runs/tiny", "run folder: metrics, loss curve, training checkpoints and the exported model"
+    )
+    init_from: str | None = option(
+        None, "fine-tune: start from this model folder and its tokenizer"
+    )
     # Model sizes: None takes the preset's value (or the --init-from model's).
-    n_layer: int | None = None
-    n_head: int | None = None
-    d_model: int | None = None
-    d_ff: int | None = None
-    block_size: int | None = None
-    dropout: float | None = None
-    positional: str | None = None
-    vocab_size: int = 4096
+    n_layer: int | None = option(None, "transformer blocks")
+    n_head: int | None = option(None, "attention heads per block (must divide d_model)")
+    d_model: int | None = option(None, "width of the residual stream")
+    d_ff: int | None = option(None, "hidden width of the feed-forward network")
+    block_size: int | None = option(None, "context length in tokens")
+    dropout: float | None = option(None, "dropout rate on residual branches while training")
+    positional: str | None = option(None, "positional encoding: sinusoidal, learned or rope")
+    vocab_size: int = option(4096, "tokenizer vocabulary size (byte-level BPE)")
     # Optimisation.
-    steps: int = 300
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    min_lr_ratio: float = 0.1  # the cosine decays to learning_rate * min_lr_ratio
-    warmup_steps: int = 30
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    beta2: float = 0.99
-    fused_attention: bool = True
-    seed: int = 0
+    steps: int = option(300, "optimizer steps in the whole run")
+    batch_size: int = option(32, "jokes-blocks per step, across all devices and hosts")
+    learning_rate: float = option(2e-3, "peak learning rate (AdamW), after linear warmup")
+    min_lr_ratio: float = option(
+        0.1, "final learning rate as a fraction of the peak (cosine decay)"
+    )
+    warmup_steps: int = option(30, "steps of linear learning-rate warmup")
+    weight_decay: float = option(0.1, "AdamW weight decay, applied to weight matrices only")
+    grad_clip: float = option(1.0, "clip gradients to this global norm")
+    beta2: float = option(0.99, "AdamW second-moment decay")
+    fused_attention: bool = option(True, "train with the fused attention op (same maths, faster)")
+    seed: int = option(0, "random seed: same seed, data and device give the same loss curve")
     # Data preparation.
-    clean: bool = False
-    offensive_threshold: float = 0.5
-    min_chars: int = 10
-    max_chars: int = 800
-    val_fraction: float = 0.05
-    cache_dir: str = ".cache/punchline"
+    clean: bool = option(
+        False, "drop jokes the offensive-language classifier flags (on for the shipped model)"
+    )
+    offensive_threshold: float = option(
+        0.5,
+        "with --clean, drop jokes whose offensive probability is above this (lower is stricter)",
+    )
+    min_chars: int = option(10, "drop jokes shorter than this many characters")
+    max_chars: int = option(800, "drop jokes longer than this many characters")
+    val_fraction: float = option(
+        0.05, "share of jokes held out for validation (split by joke, stable)"
+    )
+    cache_dir: str = option(
+        ".cache/punchline", "where the tokenized corpus and tokenizer are cached between runs"
+    )
     # Logging, evaluation and checkpoints.
-    log_every: int = 10
-    eval_every: int = 150
-    eval_tokens: int = 65_536
-    checkpoint_every: int = 200
-    samples: int = 3
-    export_dtype: str = "float32"
+    log_every: int = option(10, "steps between progress/metrics lines")
+    eval_every: int = option(150, "steps between validation (loss, perplexity, bits per character)")
+    eval_tokens: int = option(
+        65_536, "validation tokens per evaluation (0: the whole validation split)"
+    )
+    checkpoint_every: int = option(200, "steps between Orbax training checkpoints")
+    samples: int = option(3, "jokes printed at each evaluation (seeds 0, 1, ...)")
+    export_dtype: str = option(
+        "float32", "storage dtype of the exported weights: float32 or bfloat16"
+    )
 
 
 # Training settings per model preset; the model sizes themselves are in model/config.py.
@@ -119,46 +154,6 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(steps=300, batch_size=32, learning_rate=2e-3, warmup_steps=30, eval_every=150),
     "small": dict(steps=3000, batch_size=32, learning_rate=1e-3, warmup_steps=100, eval_every=250),
     "base": dict(steps=10000, batch_size=64, learning_rate=6e-4, warmup_steps=500, eval_every=500),
-}
-
-HELP = {
-    "preset": "model size and training length: tiny (minutes on a laptop CPU), small, base",
-    "data": "joke files or globs (CSV, TSV, JSON, JSONL, TXT, optionally .gz); "
-    "default: the jokes shipped with the oneliners and pyjokes packages",
-    "text_column": "column or field holding the joke text (default: Joke / body / text)",
-    "out": "run folder: metrics, loss curve, training checkpoints and the exported model",
-    "init_from": "fine-tune: start from this model folder and its tokenizer",
-    "n_layer": "transformer blocks",
-    "n_head": "attention heads per block (must divide d_model)",
-    "d_model": "width of the residual stream",
-    "d_ff": "hidden width of the feed-forward network",
-    "block_size": "context length in tokens",
-    "dropout": "dropout rate on residual branches while training",
-    "positional": "positional encoding: sinusoidal, learned or rope",
-    "vocab_size": "tokenizer vocabulary size (byte-level BPE)",
-    "steps": "optimizer steps in the whole run",
-    "batch_size": "jokes-blocks per step, across all devices and hosts",
-    "learning_rate": "peak learning rate (AdamW), after linear warmup",
-    "min_lr_ratio": "final learning rate as a fraction of the peak (cosine decay)",
-    "warmup_steps": "steps of linear learning-rate warmup",
-    "weight_decay": "AdamW weight decay, applied to weight matrices only",
-    "grad_clip": "clip gradients to this global norm",
-    "beta2": "AdamW second-moment decay",
-    "fused_attention": "train with the fused attention op (same maths, faster)",
-    "seed": "random seed: same seed, data and device give the same loss curve",
-    "clean": "drop jokes the offensive-language classifier flags (on for the shipped model)",
-    "offensive_threshold": "with --clean, drop jokes whose offensive probability is above this "
-    "(lower is stricter)",
-    "min_chars": "drop jokes shorter than this many characters",
-    "max_chars": "drop jokes longer than this many characters",
-    "val_fraction": "share of jokes held out for validation (split by joke, stable)",
-    "cache_dir": "where the tokenized corpus and tokenizer are cached between runs",
-    "log_every": "steps between progress/metrics lines",
-    "eval_every": "steps between validation (loss, perplexity, bits per character)",
-    "eval_tokens": "validation tokens per evaluation (0: the whole validation split)",
-    "checkpoint_every": "steps between Orbax training checkpoints",
-    "samples": "jokes printed at each evaluation (seeds 0, 1, ...)",
-    "export_dtype": "storage dtype of the exported weights: float32 or bfloat16",
 }
 
 
@@ -177,22 +172,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     defaults = TrainConfig()
+    types = typing.get_type_hints(TrainConfig)  # the annotations, e.g. int | None
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if f.name == "data":
-            parser.add_argument(flag, nargs="+", default=[], help=HELP[f.name])
-        elif isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=HELP[f.name])
+        text = f.metadata["help"]
+        kind = next(
+            t for t in typing.get_args(types[f.name]) or (types[f.name],) if t is not type(None)
+        )
+        if kind is list or typing.get_origin(types[f.name]) is list:
+            parser.add_argument(flag, nargs="+", default=[], help=text)
+        elif kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
         else:
-            kind = {int: int, float: float}.get(type(default), str)
-            if f.name in ("n_layer", "n_head", "d_model", "d_ff", "block_size"):
-                kind = int
-            elif f.name == "dropout":
-                kind = float
-            parser.add_argument(
-                flag, type=kind, help=HELP[f.name] + " (default: the preset's, see below)"
-            )
+            parser.add_argument(flag, type=kind, help=text + " (default: the preset's, see below)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--distributed",

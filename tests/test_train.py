@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -69,6 +70,15 @@ def test_help_explains_every_flag(capsys):
         "--coordinator",
     ):
         assert flag in text
+
+
+def test_every_setting_has_its_help_text_on_its_field(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(train.TrainConfig):
+        assert f.metadata["help"], f.name
+        assert " ".join(f.metadata["help"].split()) in text  # what --help prints, unwrapped
 
 
 def test_help_shows_what_each_preset_sets(capsys):
