@@ -82,7 +82,7 @@ class TrainConfig:
     preset: str = option(
         "tiny", "model size and training length: tiny (minutes on a laptop CPU), small, base"
     )
-    data: list[str] = field(
+    data: list[str] = field(  # a list: a fresh one per config, so not option()
         default_factory=list,
         metadata={
             "help": "joke files or globs (CSV, TSV, JSON, JSONL, TXT, optionally .gz); "
@@ -93,7 +93,9 @@ class TrainConfig:
         None, "column or field holding the joke text (default: Joke / body / text)"
     )
     out: str = option(
-        "runs/tiny", "run folder: metrics, loss curve, training checkpoints and the exported model"
+        "runs/tiny",
+        "run folder: metrics, loss curve, training checkpoints and the exported model "
+        "(default: runs/PRESET)",
     )
     init_from: str | None = option(
         None, "fine-tune: start from this model folder and its tokenizer"
@@ -104,7 +106,9 @@ class TrainConfig:
     d_model: int | None = option(None, "width of the residual stream")
     d_ff: int | None = option(None, "hidden width of the feed-forward network")
     block_size: int | None = option(None, "context length in tokens")
-    dropout: float | None = option(None, "dropout rate on residual branches while training")
+    dropout: float | None = option(
+        None, "dropout rate on the embeddings and residual branches while training"
+    )
     positional: str | None = option(None, "positional encoding: sinusoidal, learned or rope")
     vocab_size: int = option(4096, "tokenizer vocabulary size (byte-level BPE)")
     # Optimisation.
@@ -184,7 +188,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
         else:
-            parser.add_argument(flag, type=kind, help=text + " (default: the preset's, see below)")
+            default = getattr(defaults, f.name)
+            if "default:" not in text:  # a help text may name its own default
+                shown = "the preset's, see below" if f.name in PRESET_ROWS else repr(default)
+                text = f"{text} (default: {shown})"
+            parser.add_argument(flag, type=kind, help=text)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--distributed",
@@ -226,14 +234,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
 
 def preset_table() -> str:
     """What each --preset sets, as a table for --help: model sizes, then training settings."""
-    rows = [*SIZE_FLAGS, "dropout", *next(iter(TRAIN_PRESETS.values()))]
     values = {
         name: {**PRESETS[name].to_dict(), **settings} for name, settings in TRAIN_PRESETS.items()
     }
-    width = max(len(row) for row in rows) + 4
+    width = max(len(row) for row in PRESET_ROWS) + 4
     lines = ["Presets (a flag given on the command line wins over its preset's value):"]
     lines.append("  " + "flag".ljust(width) + "".join(name.rjust(12) for name in values))
-    for row in rows:
+    for row in PRESET_ROWS:
         cells = "".join(f"{values[name][row]:>12}" for name in values)
         lines.append("  " + ("--" + row.replace("_", "-")).ljust(width) + cells)
     return "\n".join(lines)
@@ -253,6 +260,8 @@ def _env_int(name: str) -> int | None:
 
 
 SIZE_FLAGS = ("n_layer", "n_head", "d_model", "d_ff", "block_size", "positional")
+# The settings a --preset chooses: model sizes (model/config.py), then training settings.
+PRESET_ROWS = (*SIZE_FLAGS, "dropout", *next(iter(TRAIN_PRESETS.values())))
 
 
 def model_config(config: TrainConfig, base: GPTConfig, fine_tuning: bool) -> GPTConfig:

@@ -78,8 +78,7 @@ def prompt_room(block_size: int, max_new_tokens: int) -> int:
 
 def fit_prompt(prompt_ids: list[int], block_size: int, max_new_tokens: int) -> list[int]:
     """The prompt's last tokens that fit beside the start token and the writing (see above)."""
-    room = prompt_room(block_size, max_new_tokens)
-    return prompt_ids[len(prompt_ids) - room :] if len(prompt_ids) > room else list(prompt_ids)
+    return prompt_ids[max(0, len(prompt_ids) - prompt_room(block_size, max_new_tokens)) :]
 
 
 def attention_matrix(steps: list[Step]) -> np.ndarray:
@@ -163,8 +162,7 @@ class Generator:
         """Run `stream` to the end and collect the whole sequence and its attention."""
         block = self.config.block_size
         steps = list(self.stream(prompt_ids, settings))
-        kept = len(fit_prompt(prompt_ids, block, settings.max_new_tokens))
-        prefix_length = kept + 1
+        prefix_length = sum(not s.sampled for s in steps)  # start token + the prompt it kept
         attention = attention_matrix(steps)
         generated = steps[prefix_length:]
         budget = min(settings.max_new_tokens, block - prefix_length)
@@ -174,7 +172,7 @@ class Generator:
             attention=attention,
             candidates=[(s.candidates.tolist(), s.probabilities.tolist()) for s in generated],
             ended=len(generated) < budget,
-            trimmed=len(prompt_ids) - kept,
+            trimmed=len(prompt_ids) + 1 - prefix_length,
         )
 
 
