@@ -59,12 +59,32 @@ class Step:
 
 @dataclass
 class Generation:
+    """One finished joke: the one result type of generation (the app's Joke builds on it)."""
+
     token_ids: list[int]  # the whole sequence: start token, prompt, generated tokens
     prompt_length: int  # start token + prompt tokens
     attention: np.ndarray  # (layers, heads, T, T) over the whole sequence
     candidates: list[tuple[list[int], list[float]]]  # per generated token: top ids, probs
     ended: bool  # True if the model chose to end the joke (end-of-joke token)
     trimmed: int  # prompt tokens dropped from the left to fit the context
+
+    @classmethod
+    def from_steps(
+        cls, steps: list[Step], prompt_ids: list[int], settings: SamplingSettings, block_size: int
+    ) -> Generation:
+        """Collect the steps `Generator.stream` yielded for `prompt_ids` into one result."""
+        prefix_length = sum(not s.sampled for s in steps)  # start token + the prompt it kept
+        generated = steps[prefix_length:]
+        # The joke ended itself when it stopped before its budget of new tokens ran out.
+        budget = min(settings.max_new_tokens, block_size - prefix_length)
+        return cls(
+            token_ids=[s.token for s in steps],
+            prompt_length=prefix_length,
+            attention=attention_matrix(steps),
+            candidates=[(s.candidates.tolist(), s.probabilities.tolist()) for s in generated],
+            ended=len(generated) < budget,
+            trimmed=len(prompt_ids) + 1 - prefix_length,
+        )
 
 
 def prompt_room(block_size: int, max_new_tokens: int) -> int:
@@ -160,20 +180,8 @@ class Generator:
 
     def generate(self, prompt_ids: list[int], settings: SamplingSettings) -> Generation:
         """Run `stream` to the end and collect the whole sequence and its attention."""
-        block = self.config.block_size
         steps = list(self.stream(prompt_ids, settings))
-        prefix_length = sum(not s.sampled for s in steps)  # start token + the prompt it kept
-        attention = attention_matrix(steps)
-        generated = steps[prefix_length:]
-        budget = min(settings.max_new_tokens, block - prefix_length)
-        return Generation(
-            token_ids=[s.token for s in steps],
-            prompt_length=prefix_length,
-            attention=attention,
-            candidates=[(s.candidates.tolist(), s.probabilities.tolist()) for s in generated],
-            ended=len(generated) < budget,
-            trimmed=len(prompt_ids) + 1 - prefix_length,
-        )
+        return Generation.from_steps(steps, prompt_ids, settings, self.config.block_size)
 
 
 def main(argv: list[str] | None = None) -> int:
