@@ -3,11 +3,11 @@
     python -m benchmarks.clean_rate                          # 1,000 jokes, checkpoints/punchline
     python -m benchmarks.clean_rate --jokes 200 --prompt "Why did the"
 
-Each joke goes through the app's own JokeWriter.write_checked, the code behind the page and the
-API: a joke flagged by data.offensive.is_offensive is written again with the next seed, up to
-app.CLEAN_TRIES jokes. The settings are the app's defaults and the seeds are 0, 1000, 2000, ...
-(so that no two requests share a retry seed). Prints a table and writes JSON (--json, default
-benchmarks/results/clean_rate.json).
+Each joke goes through the service's own JokeWriter.write_checked (serving/writer.py), the code
+behind the page and the API: a joke flagged by data.offensive.is_offensive is written again with
+the next seed, up to CLEAN_TRIES jokes (serving/limits.py). The settings are the app's defaults
+and the seeds are 0, 1000, 2000, ... (so that no two requests share a retry seed).
+Prints a table and writes JSON (--json, default benchmarks/results/clean_rate.json).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from app import CLEAN_TRIES, DEFAULTS, JokeWriter
+from serving.limits import CLEAN_TRIES
+from serving.writer import DEFAULTS, JokeWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"

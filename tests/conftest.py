@@ -1,11 +1,28 @@
-"""Fixtures shared by the data tests: made-up jokes and a small tokenizer trained on them."""
+"""Fixtures shared by the tests.
+
+- The data tests: made-up jokes and a small tokenizer trained on them.
+- The app tests: a tiny random-weights model folder (tests/tiny_app.py), the JokeWriter that
+  serves it in this process, and one `python app.py` on it for the whole session, started by
+  the launcher the benchmarks use (benchmarks/app_server.py) and called with gradio_client.
+"""
+
+from __future__ import annotations
 
 import itertools
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from gradio_client import Client
+from tiny_app import build_model_folder
 from tokenizers import Tokenizer
 
+from benchmarks.app_server import AppServer, start_app
+from data.corpus import model_data
 from data.tokenizer import train_tokenizer
+from serving.writer import JokeWriter
 
 N_SYNTHETIC_JOKES = 300
 SMALL_VOCAB_SIZE = 400
@@ -26,3 +43,40 @@ def synthetic_jokes() -> list[str]:
 @pytest.fixture(scope="session")
 def joke_tokenizer(synthetic_jokes: list[str]) -> Tokenizer:
     return train_tokenizer(synthetic_jokes, vocab_size=SMALL_VOCAB_SIZE)
+
+
+# ---------------------------------------------------------------- the app's tiny model
+
+
+@pytest.fixture(scope="session")
+def model_folder() -> Path:
+    """The tiny model folder; its metadata names made-up jokes as its training data."""
+    return build_model_folder()
+
+
+@pytest.fixture(scope="session")
+def training_jokes(model_folder: Path) -> list[str]:
+    """The jokes the model folder says it was trained on (the originality index's)."""
+    return model_data(json.loads((model_folder / "metadata.json").read_text())).train
+
+
+@pytest.fixture(scope="session")
+def writer(model_folder: Path) -> JokeWriter:
+    """The tiny model, loaded once per session (each JokeWriter compiles its own steps)."""
+    return JokeWriter(model_folder)
+
+
+@pytest.fixture(scope="session")
+def app_server(model_folder: Path) -> Iterator[AppServer]:
+    """`python app.py` on the tiny model, started once and shared by every test module."""
+    log = Path(tempfile.mkdtemp(prefix="punchline-app-")) / "app.log"
+    # No compilation cache: the test server compiles afresh, as a first start does.
+    server = start_app(model_folder, env={"JAX_COMPILATION_CACHE_DIR": ""}, log=log, timeout=120)
+    print(f"\napp.py ready in {server.seconds_to_ready:.1f} s")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(app_server: AppServer) -> Client:
+    return Client(app_server.url, verbose=False)

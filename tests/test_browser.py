@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from test_app import ROOT, model_folder, running_server, start_server, stop_server
+
+from benchmarks.app_server import start_app
 
 pytestmark = pytest.mark.slow  # starts a server and a browser
 
 CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 UPDATE_SCREENSHOT = os.environ.get("PUNCHLINE_UPDATE_SCREENSHOT") == "1"
 SHIPPED_MODEL = ROOT / "checkpoints" / "punchline"
@@ -36,16 +38,17 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, dict]]:
+def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, dict]]:
     """The app's address and the config of the model it serves."""
-    if not UPDATE_SCREENSHOT:
-        yield running_server(), json.loads((model_folder() / "config.json").read_text())
+    if not UPDATE_SCREENSHOT:  # the session's server on the tiny model (conftest.py)
+        server, folder = (request.getfixturevalue(name) for name in ("app_server", "model_folder"))
+        yield server.url, json.loads((folder / "config.json").read_text())
         return
     if not (SHIPPED_MODEL / "manifest.json").is_file():
         pytest.fail(f"PUNCHLINE_UPDATE_SCREENSHOT=1 needs the shipped model in {SHIPPED_MODEL}")
-    address, process = start_server(SHIPPED_MODEL)
-    yield address, json.loads((SHIPPED_MODEL / "config.json").read_text())
-    stop_server(process)
+    server = start_app(SHIPPED_MODEL)
+    yield server.url, json.loads((SHIPPED_MODEL / "config.json").read_text())
+    server.stop()
 
 
 @pytest.fixture(scope="module")

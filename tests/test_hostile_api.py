@@ -4,8 +4,9 @@ Whatever a program sends (wrong types, NaN and infinities, huge integers, very l
 null bytes, lone surrogates and other unusual Unicode, too many or too few values) must get a
 joke or a clear error naming what was wrong: never a traceback, never a stuck worker, and the
 server answers normally afterwards. Most cases go through the very function the endpoint calls
-(app.generate_json, in this process: fast); the rest through the live server, by gradio_client
-and by hand-made HTTP requests (the only way to send NaN, Infinity or lone surrogates).
+(serving.api.generate_json, in this process: fast); the rest through the live server, by
+gradio_client and by hand-made HTTP requests (the only way to send NaN, Infinity or lone
+surrogates).
 
 The number of cases each test tried is printed and written to
 test-artifacts/hostile-api-cases.json.
@@ -32,13 +33,19 @@ from typing import Any
 import gradio as gr
 import httpx
 import pytest
-from gradio_client import Client
 from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_app import CONFIG, ROOT, model_folder, shared_server, shared_writer
+from tiny_app import CONFIG
 
-import app
+from benchmarks.app_server import AppServer
+from serving.api import generate_json
+from serving.errors import RequestError
+from serving.limits import CLEAN_TRIES, MAX_PROMPT_CHARS, MAX_SEED
+from serving.originality import OriginalityCheck
+from serving.writer import JokeWriter
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow  # starts a server
 PARAMETERS = ["prompt", "temperature", "top_k", "top_p", "max_new_tokens", "seed", "clean"]
@@ -98,7 +105,7 @@ GOOD = {  # values in range, cheap to write (a few tokens)
     "top_k": st.integers(0, 400),
     "top_p": st.floats(1e-6, 1),
     "max_new_tokens": st.integers(1, 6),
-    "seed": st.integers(-1, app.MAX_SEED),
+    "seed": st.integers(-1, MAX_SEED),
     "clean": st.booleans(),
 }
 HOSTILE = {
@@ -141,13 +148,13 @@ def check_joke(answer: Any, request: dict[str, Any]) -> None:
     """A joke: its text starts with the prompt as the model read it, all fields are sane."""
     assert isinstance(answer, dict) and isinstance(answer["text"], str)
     assert answer["text"] == answer["prompt"] + answer["written"]
-    assert "\x00" not in answer["prompt"] and len(answer["prompt"]) <= app.MAX_PROMPT_CHARS
+    assert "\x00" not in answer["prompt"] and len(answer["prompt"]) <= MAX_PROMPT_CHARS
     tokens = len(answer["tokens"])
     assert 1 <= tokens <= CONFIG["block_size"] and len(answer["token_ids"]) == tokens
     assert len(answer["attention"][0][0]) == tokens
-    assert answer["clean"] is request["clean"] and 1 <= answer["tries"] <= app.CLEAN_TRIES
+    assert answer["clean"] is request["clean"] and 1 <= answer["tries"] <= CLEAN_TRIES
     if request["seed"] != -1:  # clean mode may have moved on to the next seeds
-        tried = {(int(request["seed"]) + i) % (app.MAX_SEED + 1) for i in range(app.CLEAN_TRIES)}
+        tried = {(int(request["seed"]) + i) % (MAX_SEED + 1) for i in range(CLEAN_TRIES)}
         assert answer["seed"] in tried
     assert set(answer["nearest"]) == {"similarity", "verdict", "joke", "note"}
 
@@ -174,9 +181,8 @@ def record_counts() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def served() -> tuple[app.JokeWriter, app.OriginalityCheck]:
-    writer = shared_writer()
-    originality = app.OriginalityCheck(json.loads((model_folder() / "metadata.json").read_text()))
+def served(writer: JokeWriter, model_folder: Path) -> tuple[JokeWriter, OriginalityCheck]:
+    originality = OriginalityCheck(json.loads((model_folder / "metadata.json").read_text()))
     assert originality.wait(timeout=60)
     return writer, originality
 
@@ -186,8 +192,8 @@ def served() -> tuple[app.JokeWriter, app.OriginalityCheck]:
 def test_any_input_gets_a_joke_or_a_clear_error(served, request):
     _note("in process")
     try:
-        answer = app.generate_json(*served, **request)
-    except gr.Error as error:
+        answer = generate_json(*served, **request)
+    except RequestError as error:
         check_error(error.message)
     else:
         check_joke(answer, request)
@@ -197,14 +203,9 @@ def test_any_input_gets_a_joke_or_a_clear_error(served, request):
 
 
 @pytest.fixture(scope="module")
-def client() -> Client:
-    return Client(shared_server().url, verbose=False)
-
-
-@pytest.fixture(scope="module")
-def log_offset() -> int:
+def log_offset(app_server: AppServer) -> int:
     """Where the server's log stood before these tests: later tracebacks are theirs."""
-    return len(shared_server().log.read_text(errors="replace"))
+    return len(app_server.log.read_text(errors="replace"))
 
 
 @settings(
@@ -222,10 +223,10 @@ def test_any_input_through_gradio_client_gets_a_joke_or_a_clear_error(client, lo
         check_joke(answer, request)
 
 
-def call_raw(body: str, route: str = "call/generate") -> tuple[str, Any]:
+def call_raw(server: AppServer, body: str, route: str = "call/generate") -> tuple[str, Any]:
     """POST a hand-made body to /gradio_api/<route> and read the answer as a program would:
     ("complete", the values), ("error", the message) or ("refused", the HTTP answer)."""
-    url = shared_server().url + "gradio_api/"
+    url = server.url + "gradio_api/"
     posted = httpx.post(
         url + route, content=body.encode(), headers={"content-type": "application/json"}
     )
@@ -248,7 +249,7 @@ def raw_json(value: Any) -> str:
     suppress_health_check=[HealthCheck.too_slow],
 )  # fmt: skip
 @given(request=requests(), length=st.integers(0, 9))
-def test_any_raw_json_gets_a_joke_or_a_clear_error(log_offset, request, length):
+def test_any_raw_json_gets_a_joke_or_a_clear_error(app_server, log_offset, request, length):
     values = [request[name] for name in PARAMETERS]
     values = (values + values)[:length]  # too few values, all seven, or too many
     _note("raw HTTP")
@@ -256,7 +257,7 @@ def test_any_raw_json_gets_a_joke_or_a_clear_error(log_offset, request, length):
         body = raw_json({"data": values})
     except ValueError:  # beyond what Python writes as JSON: 10**5000 has too many digits
         body = '{"data": ["", ' + "9" * 5000 + "]}"
-    kind, data = call_raw(body)
+    kind, data = call_raw(app_server, body)
     if kind == "refused":  # a body the server cannot parse: a 4xx answer that says so
         status, detail = data
         assert status in (400, 422) and detail["detail"], data
@@ -267,36 +268,42 @@ def test_any_raw_json_gets_a_joke_or_a_clear_error(log_offset, request, length):
         check_joke(data[0], request)  # values beyond the seventh are ignored
 
 
-def test_keyword_calls_with_unknown_names_or_skipping_the_queue_are_refused(log_offset):
+def test_keyword_calls_with_unknown_names_or_skipping_the_queue_are_refused(app_server, log_offset):
     _note("other routes", 3)
-    kind, (status, detail) = call_raw('{"prompt": "Hi", "bogus": 3}', route="call/v2/generate")
+    kind, (status, detail) = call_raw(
+        app_server, '{"prompt": "Hi", "bogus": 3}', route="call/v2/generate"
+    )
     assert kind == "refused" and status == 422
     assert detail == {"detail": "Parameter `bogus` is not a valid key-word argument."}
-    kind, data = call_raw('{"prompt": "Hi", "max_new_tokens": 3}', route="call/v2/generate")
+    kind, data = call_raw(
+        app_server, '{"prompt": "Hi", "max_new_tokens": 3}', route="call/v2/generate"
+    )
     assert kind == "complete" and data[0]["text"].startswith("Hi")
     # Direct calls would run beside the queue, unlimited in number: only the queue is open.
-    kind, (status, _) = call_raw('{"data": ["", 0.8, 50, 0.95, 3, 1, true]}', route="run/generate")
+    kind, (status, _) = call_raw(
+        app_server, '{"data": ["", 0.8, 50, 0.95, 3, 1, true]}', route="run/generate"
+    )
     assert kind == "refused" and status == 404
 
 
-def test_file_shaped_values_are_never_read(log_offset):
-    for path in ["/etc/passwd", str(ROOT / "app.py"), str(model_folder() / "config.json")]:
+def test_file_shaped_values_are_never_read(app_server, model_folder, log_offset):
+    for path in ["/etc/passwd", str(ROOT / "app.py"), str(model_folder / "config.json")]:
         as_file = {"path": path, "meta": {"_type": "gradio.FileData"}}
         for values in ([as_file, 0.8, 50, 0.95, 5, 1, True], ["", 0.8, 50, 0.95, 5, 1, as_file]):
             _note("file-shaped")
-            kind, data = call_raw(raw_json({"data": values}))
+            kind, data = call_raw(app_server, raw_json({"data": values}))
             assert kind == "error" and data == (
                 "generate takes no files; a value shaped like a file reference was sent"
             )
 
 
-def test_gradio_serves_no_file_a_visitor_names():
-    url = shared_server().url + "gradio_api/file="
+def test_gradio_serves_no_file_a_visitor_names(app_server, model_folder):
+    url = app_server.url + "gradio_api/file="
     for path in [
         "/etc/passwd",
         "app.py",
         str(ROOT / "app.py"),
-        str(model_folder() / "config.json"),
+        str(model_folder / "config.json"),
     ]:
         for name in [path, path.replace("/", "%2F"), "../../../.." + path]:
             _note("file route")
@@ -305,11 +312,11 @@ def test_gradio_serves_no_file_a_visitor_names():
             assert "root:x" not in answer.text and "vocab_size" not in answer.text
 
 
-def test_after_all_that_the_server_answers_and_logged_no_traceback(client, log_offset):
+def test_after_all_that_the_server_answers_and_logged_no_traceback(app_server, client, log_offset):
     started = time.perf_counter()
     answer = client.predict(prompt="Still there?", max_new_tokens=5, seed=3, api_name="/generate")
     assert answer["text"].startswith("Still there?") and time.perf_counter() - started < 30
-    log = shared_server().log.read_text(errors="replace")[log_offset:]
+    log = app_server.log.read_text(errors="replace")[log_offset:]
     assert "Traceback" not in log, log[log.find("Traceback") :][:3000]
 
 
@@ -329,11 +336,13 @@ def fresh_app(monkeypatch: pytest.MonkeyPatch, server_name: str | None) -> Any:
     return module
 
 
-def test_the_app_binds_loopback_and_widens_no_file_access(monkeypatch):
+def test_the_app_binds_loopback_and_widens_no_file_access(model_folder, monkeypatch):
     launched: dict[str, Any] = {}
-    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **options: launched.update(options))
+    monkeypatch.setattr(
+        gr.Blocks, "launch", lambda self, **options: (launched.update(options), None, None)
+    )
     fresh = fresh_app(monkeypatch, None)
-    monkeypatch.setattr(fresh, "CHECKPOINT", str(model_folder()))
+    monkeypatch.setattr(fresh, "CHECKPOINT", str(model_folder))
     monkeypatch.setattr(fresh.JokeWriter, "warm_up", lambda self: None)
     assert fresh.main() == 0
     assert launched["server_name"] == "127.0.0.1"
@@ -341,8 +350,8 @@ def test_the_app_binds_loopback_and_widens_no_file_access(monkeypatch):
     assert fresh_app(monkeypatch, "0.0.0.0").SERVER_NAME == "0.0.0.0"  # only when asked
 
 
-def test_the_running_server_listens_on_loopback_only():
-    port = int(shared_server().url.rsplit(":", 1)[1].strip("/"))
+def test_the_running_server_listens_on_loopback_only(app_server):
+    port = int(app_server.url.rsplit(":", 1)[1].strip("/"))
     listening = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:

@@ -1,8 +1,9 @@
 """The app under load: many programs at once, and more requests than its queue holds.
 
-The first test is the short version of `python -m benchmarks.load` against the server that
-tests/test_app.py starts. The second serves the app in this process with a queue of two and a
-model held still, so that "the queue is full" happens exactly when the test says.
+The first test is the short version of `python -m benchmarks.load` against the session's
+server (conftest.py's `app_server`). The second serves the app in this process, through the
+app's own launcher, with a queue of two and a model held still, so that "the queue is full"
+happens exactly when the test says.
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.utils import QueueError, Status
-from test_app import CONFIG, free_port, shared_server, shared_writer
+from tiny_app import CONFIG
 
-import app
-from benchmarks.load import COMPILED, Server, run_load
+from benchmarks.app_server import free_port
+from benchmarks.load import run_load
+from benchmarks.server_probes import COMPILED
+from serving.joke import Joke, JokeRequest
+from serving.originality import OriginalityCheck
+from ui.gradio_internals import launch
+from ui.layout import STYLESHEETS, THEME, create_demo
 
 pytestmark = pytest.mark.slow  # starts a server
 
 
-def test_ten_clients_at_once_get_every_joke_without_a_recompilation():
-    shared = shared_server()
-    server = Server(shared.url, shared.process.pid, shared.log)
+def test_ten_clients_at_once_get_every_joke_without_a_recompilation(app_server):
     report = run_load(
-        server, clients=10, jokes=3, block_size=CONFIG["block_size"], deadline_s=120,
+        app_server, clients=10, jokes=3, block_size=CONFIG["block_size"], deadline_s=120,
         index_timeout=60,
     )  # fmt: skip
     figures = report.figures
@@ -37,23 +41,25 @@ def test_ten_clients_at_once_get_every_joke_without_a_recompilation():
     assert 0 < figures["p50_s"] <= figures["p95_s"] <= figures["p99_s"] < 30
     assert figures["jokes_per_s"] > 0 and figures["rss_peak_mb"] >= figures["rss_before_mb"] > 50
     # The count is real: the same log holds the compilations of the app's own warm-up.
-    assert shared.log.read_text().count(COMPILED) > 0
+    assert app_server.log.read_text().count(COMPILED) > 0
     assert figures["compilations_after_app_warm_up"] == 0
 
 
-def test_a_request_beyond_the_queue_is_refused_at_once_and_the_others_are_served(monkeypatch):
-    writer = shared_writer()
+def test_a_request_beyond_the_queue_is_refused_at_once_and_the_others_are_served(
+    writer, monkeypatch
+):
     gate = threading.Event()
     write = writer.write_checked
 
-    def held(job: app.JokeRequest) -> tuple[app.Joke | None, int]:
+    def held(job: JokeRequest) -> tuple[Joke | None, int]:
         gate.wait(timeout=60)  # the model is busy until the test says otherwise
         return write(job)
 
     monkeypatch.setattr(writer, "write_checked", held)
-    demo = app.queued(app.build_demo(writer, app.OriginalityCheck({})), max_size=2)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+    port = free_port()
+    demo = create_demo(writer, OriginalityCheck({}), address=f"http://127.0.0.1:{port}/")
+    url = launch(
+        demo, "127.0.0.1", port, theme=THEME, css_paths=STYLESHEETS, max_size=2, block=False
     )
     try:
         client = Client(url, verbose=False)

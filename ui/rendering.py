@@ -3,7 +3,7 @@
 Everything is rendered on the server from numbers already computed during generation, so a
 click never runs the model again. Heatmaps are tiny PNG images (one pixel per weight, scaled
 up with `image-rendering: pixelated`) rather than thousands of HTML cells: a 128 x 128 matrix
-is a few kilobytes. The exact weights travel in `data-w` attributes so that TOOLTIP_JS can
+is a few kilobytes. The exact weights travel in `data-w` attributes so that assets/tooltip.js can
 show the key token and the weight under the pointer.
 """
 
@@ -14,13 +14,12 @@ import html
 import io
 import json
 import math
-import unicodedata
 
 import numpy as np
 from PIL import Image
 
-START_LABEL = "⟨start⟩"
-END_LABEL = "⟨end⟩"
+from serving.labels import printable
+
 MAX_LABEL_CHARS = 10  # longer token labels are cut with "…" on the matrix axes
 
 # ColorBrewer YlGnBu: sequential, readable by colour-blind visitors, pale for small weights.
@@ -38,99 +37,6 @@ SCALE = [
 MASKED = (229, 231, 235)  # future positions, which causal attention never sees
 LEGEND_TICKS = (0.0, 0.05, 0.25, 0.5, 1.0)
 _ANCHORS = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in SCALE], dtype=np.float64)
-
-# Shared by the heatmap components: a floating tooltip with the query, the key and the weight.
-TOOLTIP_JS = """
-let tip = document.getElementById('pl-tip');
-if (!tip) {
-  tip = document.createElement('div');
-  tip.id = 'pl-tip';
-  document.body.appendChild(tip);
-}
-let labelCache = ['', []];
-function labels(node) {
-  const raw = node.closest('[data-labels]').dataset.labels;
-  if (labelCache[0] !== raw) labelCache = [raw, JSON.parse(raw)];
-  return labelCache[1];
-}
-function explain(event) {
-  const map = event.target.closest('[data-w]');
-  if (!map) return null;
-  const box = map.getBoundingClientRect();
-  const rows = map.dataset.w.split(';');
-  const y = (event.clientY - box.top) / box.height;
-  const row = Math.min(rows.length - 1, Math.floor(y * rows.length));
-  const cols = Number(map.dataset.cols);
-  const col = Math.min(cols - 1, Math.floor((event.clientX - box.left) / box.width * cols));
-  if (row < 0 || col < 0) return null;
-  const names = labels(map);
-  const query = Number(map.dataset.q0) + row;
-  const weight = rows[row].split(',')[col];
-  const where = map.dataset.head ? map.dataset.head + '\\n' : '';
-  if (weight === undefined) return where + names[query] + ' cannot see ' + names[col] + ' (later)';
-  return where + names[query] + ' → ' + names[col] + ' (token ' + col + '): ' + weight + '%';
-}
-function show(event) {
-  const text = explain(event);
-  tip.style.display = text ? 'block' : 'none';
-  if (!text) return;
-  tip.textContent = text;
-  const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
-  const y = Math.min(event.clientY + 14, window.innerHeight - tip.offsetHeight - 8);
-  tip.style.left = Math.max(4, x) + 'px';
-  tip.style.top = Math.max(4, y) + 'px';
-}
-element.addEventListener('pointermove', show);
-element.addEventListener('pointerdown', show);
-element.addEventListener('pointerleave', () => { tip.style.display = 'none'; });
-"""
-
-# The token row: a click selects a token (and marks it at once, before the server answers).
-TOKEN_CLICK_JS = """
-element.addEventListener('click', (event) => {
-  const chip = event.target.closest('[data-index]');
-  if (!chip) return;
-  element.querySelectorAll('.pl-chip.selected').forEach((c) => c.classList.remove('selected'));
-  chip.classList.add('selected');
-  trigger('select', {index: Number(chip.dataset.index), value: chip.textContent});
-});
-"""
-
-# The layers x heads grid: a click on a panel shows that head's whole matrix below.
-HEAD_CLICK_JS = """
-element.addEventListener('click', (event) => {
-  const panel = event.target.closest('[data-layer]');
-  if (!panel) return;
-  const index = [Number(panel.dataset.layer), Number(panel.dataset.head)];
-  trigger('select', {index: index, value: null});
-});
-"""
-
-
-def visible_whitespace(text: str) -> str:
-    """Spaces as ·, newlines as ↵, tabs as ⇥, other control characters as ␀-style symbols."""
-    out = []
-    for char in text:
-        if char == " ":
-            out.append("·")
-        elif char == "\n":
-            out.append("↵")
-        elif char == "\t":
-            out.append("⇥")
-        elif ord(char) < 32:
-            out.append(chr(0x2400 + ord(char)))  # the Unicode "control pictures" block
-        elif ord(char) == 127:
-            out.append("␡")
-        elif unicodedata.category(char) == "Cc":  # C1 controls have no picture: show the code
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-def printable(text: str) -> str:
-    """Joke text for display: keep newlines and tabs, make other control characters visible."""
-    return "".join(visible_whitespace(c) if c not in "\n\t " else c for c in text)
 
 
 def short(label: str, limit: int = MAX_LABEL_CHARS) -> str:
@@ -198,7 +104,8 @@ def render_originality(
 ) -> str:
     """The verdict on a joke's originality, and the one training joke nearest to it.
 
-    verdict is "new" or "close to a known joke" (app.py decides); without one, `note` says why.
+    verdict is "new" or "close to a known joke" (serving/originality.py decides); without
+    one, `note` says why.
     """
     if verdict is None:
         return f'<p class="pl-origin pl-origin-note">{html.escape(note or "")}</p>'

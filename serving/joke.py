@@ -1,0 +1,38 @@
+"""A checked request and the joke it wrote: the two values the service hands around.
+
+The model's result (`model.generate.Generation`) is the one record of what was generated;
+a Joke adds only what showing it needs: the request that asked for it and display labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.generate import Generation, SamplingSettings
+
+
+@dataclass(frozen=True)
+class JokeRequest:
+    prompt: str  # the opening words exactly as the model reads them (cleaned, maybe trimmed)
+    prompt_ids: list[int]
+    settings: SamplingSettings
+    trimmed: int  # prompt tokens dropped from the left to fit the context
+    capped: bool  # max_new_tokens was lowered to the room left after the prompt
+    notes: list[str]
+    clean: bool = False  # check the finished joke for offensive language before showing it
+
+
+@dataclass
+class Joke:
+    """A finished joke and everything the views need; kept in the visitor's gr.State."""
+
+    request: JokeRequest
+    generation: Generation  # tokens, attention (layers, heads, T, T), candidates, ended
+    labels: list[str]  # display text of each token of generation.token_ids
+    candidate_labels: list[list[str]]  # display text of each written token's candidates
+    written: str  # the model's words
+
+    @property
+    def text(self) -> str:
+        """The joke as shown: the opening words as the model read them, then its own words."""
+        return self.request.prompt + self.written

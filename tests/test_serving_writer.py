@@ -1,0 +1,100 @@
+"""serving/writer.py and serving/api.py: jokes written in process, clean mode's retries."""
+
+from __future__ import annotations
+
+import shlex
+
+import numpy as np
+import pytest
+
+import serving.writer
+from data.tokenizer import encode
+from model.generate import main as generate_main
+from serving.api import generate_json, round_rows
+from serving.errors import RequestError
+from serving.limits import CLEAN_TRIES, MAX_SEED
+from serving.originality import OriginalityCheck
+from serving.reproduce import reproduce
+
+
+def test_collected_stream_equals_the_models_own_generate(writer):
+    job = writer.request("Why did the duck", 0.9, 40, 0.9, 8, 11)
+    joke = writer.write(job)
+    reference = writer.generator.generate(job.prompt_ids, job.settings)
+    generation = joke.generation
+    assert generation.token_ids == reference.token_ids and generation.ended == reference.ended
+    assert generation.prompt_length == reference.prompt_length
+    np.testing.assert_array_equal(generation.attention, reference.attention)
+    assert generation.candidates == reference.candidates
+
+
+def test_long_opening_words_are_cut_by_words_and_leave_room_to_write(writer):
+    words = " ".join(f"chicken{i}" for i in range(80))
+    job = writer.request(words, 0.8, 50, 0.95, 64, 1)
+    assert job.trimmed > 0 and "first" in job.notes[0] and "dropped" in job.notes[0]
+    assert words.endswith(job.prompt) and job.prompt.startswith("chicken")
+    assert encode(writer.tokenizer, job.prompt) == job.prompt_ids
+    assert len(job.prompt_ids) + 1 + job.settings.max_new_tokens <= 64
+    assert job.settings.max_new_tokens >= 64 // 4
+
+
+def test_the_shown_command_writes_the_same_joke(writer, capsys):
+    job = writer.request("Why did the robot\ncross", 1.1, 30, 0.9, 12, 1234)
+    joke = writer.write(job)
+    command, client_code = reproduce(writer.folder, job, "http://127.0.0.1:7860/")
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "model.generate"] and "seed=1234" in client_code
+    assert generate_main(argv[3:]) == 0
+    assert capsys.readouterr().out == f"[seed 1234] {job.prompt}{joke.written}\n"
+
+
+def test_rounded_attention_rows_still_sum_to_exactly_one():
+    rng = np.random.default_rng(0)
+    weights = rng.dirichlet(np.full(128, 0.3), size=(4, 4, 128)).astype(np.float32)
+    rounded = round_rows(weights)
+    np.testing.assert_allclose(rounded.sum(-1), 1.0, atol=1e-9)
+    assert np.abs(rounded - weights).max() <= 1e-4 + 1e-7
+    np.testing.assert_allclose(rounded * 1e4, np.round(rounded * 1e4), atol=1e-6)
+
+
+# ---------------------------------------------------------------- clean mode
+
+
+class FakeClassifier:
+    """Stands in for data.offensive.is_offensive: flags the first `flagged` texts it sees."""
+
+    def __init__(self, flagged: int):
+        self.flagged = flagged
+        self.texts: list[str] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return np.array([len(self.texts) <= self.flagged] * len(texts))
+
+
+def test_a_flagged_joke_is_written_again_with_the_next_seed(writer, monkeypatch):
+    classifier = FakeClassifier(flagged=2)
+    monkeypatch.setattr(serving.writer, "is_offensive", classifier)
+    job = writer.request("", 0.8, 50, 0.95, 12, 10, clean=True)
+    joke, tries = writer.write_checked(job)
+    assert tries == 3 and joke.request.settings.seed == 12
+    assert joke.request.notes[-1] == (
+        "Clean mode: seeds 10 to 11 wrote a joke flagged as offensive; this is seed 12."
+    )
+    # The flagged jokes were those of seeds 10 and 11, and the shown one is seed 12's joke.
+    for seed, text in zip([10, 11, 12], classifier.texts, strict=True):
+        assert text == writer.write(writer.request("", 0.8, 50, 0.95, 12, seed)).written
+    assert writer.write_checked(writer.request("", 0.8, 50, 0.95, 12, 10))[1] == 1  # clean off
+
+
+def test_when_every_try_is_flagged_the_visitor_is_told(writer, monkeypatch):
+    monkeypatch.setattr(serving.writer, "is_offensive", FakeClassifier(flagged=10**6))
+    job = writer.request("", 0.8, 50, 0.95, 12, MAX_SEED - 1, clean=True)
+    assert writer.write_checked(job) == (None, CLEAN_TRIES)
+    with pytest.raises(RequestError) as caught:
+        generate_json(writer, OriginalityCheck({}), "", 0.8, 50, 0.95, 12, job.settings.seed, True)
+    assert caught.value.message == (
+        f"Could not find a clean joke: all {CLEAN_TRIES} jokes written (seeds "
+        f"{MAX_SEED - 1} to 2) were flagged as offensive. Try again, change the opening "
+        "words or the settings, or turn off clean mode."
+    )

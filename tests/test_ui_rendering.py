@@ -1,0 +1,66 @@
+"""ui/rendering.py: the HTML of tokens, heads, matrices and candidates, on made-up numbers."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from serving.labels import visible_whitespace
+from serving.originality import CLOSE, NEW
+from ui import rendering
+
+
+def test_whitespace_and_control_characters_become_visible():
+    assert visible_whitespace(" a\nb\tc\x00\x7f\x85é") == "·a↵b⇥c␀␡\\x85é"
+
+
+def test_token_row_marks_each_kind_and_escapes_text():
+    html = rendering.render_token_row(["⟨start⟩", "<b>", "·x"], prompt_length=2, selected=2)
+    assert html.count("data-index=") == 3 and "&lt;b&gt;" in html and "<b>" not in html
+    assert 'class="pl-chip pl-start"' in html and 'class="pl-chip pl-typed"' in html
+    assert 'class="pl-chip pl-written selected" data-index="2"' in html
+
+
+def test_heads_grid_has_one_strip_per_layer_and_head():
+    rows = np.random.default_rng(0).dirichlet(np.ones(6), size=(3, 4))
+    html = rendering.render_heads_grid(rows, [f"t{i}" for i in range(6)], position=5)
+    assert html.count('class="pl-panel"') == 12 and html.count("data:image/png;base64,") == 12
+    weights = re.findall(r'data-w="([^"]*)"', html)
+    assert len(weights) == 12 and all(len(w.split(",")) == 6 for w in weights)
+    assert "layer 3" in html and "head 4" in html and "attention weight" in html
+
+
+def test_matrix_labels_never_overlap_at_the_longest_sequence():
+    n, selected = 128, 77
+    matrix = np.tril(np.random.default_rng(1).random((n, n)))
+    matrix /= matrix.sum(-1, keepdims=True)
+    labels = [f"·word{i}" for i in range(n)]
+    html = rendering.render_matrix(matrix, labels, selected, layer=1, head=0)
+    rows = sorted(float(y) for y in re.findall(r'<text[^>]* y="([\d.]+)"', html))
+    assert min(np.diff(rows)) >= 11  # one label per font height (11 px) at most
+    assert "·word77" in html and 'class="pl-sel"' in html and "layer 2, head 1" in html
+    assert len(re.search(r'data-w="([^"]*)"', html)[1].split(";")) == n
+
+
+def test_candidates_show_the_chosen_token_or_say_it_was_outside_the_top_five():
+    top = [("·cat", 0.5), ("·dog", 0.2), ("·&", 0.1), ("·a", 0.05), ("·b", 0.01)]
+    html = rendering.render_candidates("·dog", 4, "written", top, chosen=1)
+    assert html.count("<li") == 5 and '<li class="chosen"><span class="pl-cand">·dog' in html
+    assert "·&amp;" in html and "50.0%" in html
+    outside = rendering.render_candidates("·zebra", 4, "written", top, chosen=None)
+    assert "not among these five" in outside
+    assert "You typed this token" in rendering.render_candidates("·cat", 2, "typed", None, None)
+
+
+def test_colours_darken_as_attention_grows():
+    rgb = rendering.colours(np.linspace(0, 1, 11)).astype(float)
+    luminance = rgb @ [0.2126, 0.7152, 0.0722]
+    assert np.all(np.diff(luminance) < 0)
+
+
+def test_the_nearest_joke_is_shown_as_text_with_its_verdict():
+    html = rendering.render_originality(CLOSE, 0.93, "<b>A</b> joke\x07", None)
+    assert "<strong>Close to a known joke</strong>" in html and "similarity 0.93" in html
+    assert "&lt;b&gt;A&lt;/b&gt; joke␇" in html and "pl-origin-close" in html
+    assert "pl-origin-new" in rendering.render_originality(NEW, 0.2, "x", None)

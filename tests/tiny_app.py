@@ -1,0 +1,55 @@
+"""The tiny model the app tests serve: its sizes, its made-up training jokes, its folder.
+
+The fixtures built from it (the model folder, the running server, the JokeWriter) are in
+conftest.py; test modules import only the constants and `joke_like_lines` from here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+from flax import nnx
+
+from data.tokenizer import train_tokenizer
+from model.checkpoint import save_model
+from model.config import GPTConfig
+from model.gpt import GPT
+
+CONFIG = dict(block_size=64, n_layer=2, n_head=2, d_model=32, d_ff=64)
+VOCAB_SIZE = 400
+# What train.py records about its data, as model_data reads it back (no cleaning by the
+# offensive-language model: the made-up jokes are harmless and the index builds faster).
+TRAIN_CONFIG = dict(min_chars=10, max_chars=800, clean=False, val_fraction=0.05, text_column=None)
+
+
+def joke_like_lines(count: int = 400) -> list[str]:
+    """Made-up joke-shaped lines, enough for the tokenizer to learn some merges."""
+    rng = random.Random(0)
+    who = ["chicken", "duck", "robot", "ghost", "penguin", "pirate", "snail", "banana", "cat"]
+    did = ["cross the road", "walk into a bar", "open a bakery", "call the doctor", "go to school"]
+    why = ["it was bored", "the bar was closed", "nobody told it not to", "of the pun"]
+    return [
+        f"Why did the {rng.choice(who)} {rng.choice(did)}?\nBecause {rng.choice(why)}!"
+        for _ in range(count)
+    ]
+
+
+def build_model_folder() -> Path:
+    """A complete model folder with random weights, in a temporary folder removed at exit.
+
+    Its metadata records the made-up jokes (written next to it) as the training data.
+    """
+    tokenizer = train_tokenizer(joke_like_lines(), vocab_size=VOCAB_SIZE)
+    config = GPTConfig(vocab_size=tokenizer.get_vocab_size(), **CONFIG)
+    model = GPT(config, rngs=nnx.Rngs(0))
+    folder = Path(tempfile.mkdtemp(prefix="punchline-test-")) / "model"
+    atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)  # after the server stops
+    jokes = folder.parent / "jokes.json"
+    jokes.write_text(json.dumps([{"joke": joke} for joke in joke_like_lines()]))
+    metadata = {"sources": [str(jokes)], "train_config": TRAIN_CONFIG}
+    return save_model(model, tokenizer, folder, metadata=metadata)

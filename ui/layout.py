@@ -1,0 +1,192 @@
+"""The page: one `create_...` helper per panel, and `create_demo` that puts them together.
+
+The helpers only place components; what happens on a click is in ui/events.py, and the HTML
+the components show comes from ui/views.py. The page loads nothing from other sites: system
+fonts, no analytics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from serving.limits import CLEAN_TRIES, MAX_PROMPT_CHARS, MAX_SEED
+from serving.originality import OriginalityCheck
+from serving.writer import DEFAULTS, JokeWriter
+from ui import events, rendering
+from ui.gradio_internals import Blocks
+from ui.views import ASSETS, how_it_works
+
+THEME = gr.themes.Soft(primary_hue="orange", font=["ui-sans-serif", "system-ui"])
+STYLESHEETS = [ASSETS / "style.css"]
+HELP = {  # the hint under each control
+    "t": "Low: safe and repetitive. High: surprising, then nonsense.",
+    "k": "Only the k most likely tokens may be drawn (0: all).",
+    "p": "Only the most likely tokens that together reach p (of the whole vocabulary, "
+    "counted before top-k: not renormalised after it).",
+    "n": "New tokens at most.",
+    "seed": "Picks one and shows it here.",
+    "clean": f"A joke flagged as offensive is written again (up to {CLEAN_TRIES} tries).",
+}
+
+
+def script(name: str) -> str:
+    """JavaScript run when a gr.HTML component loads (`element` is the component)."""
+    return (ASSETS / name).read_text()
+
+
+@dataclass
+class JokePanel:
+    prompt: gr.Textbox
+    tell: gr.Button
+    card: gr.HTML  # the joke as it is written, then its settings, notes and originality
+    command: gr.Code  # the shell command that writes the same joke again
+    client_code: gr.Code  # the same with gradio_client
+
+
+@dataclass
+class SettingsPanel:
+    temperature: gr.Slider
+    top_k: gr.Slider
+    top_p: gr.Slider
+    max_new_tokens: gr.Slider
+    seed: gr.Number
+    random_seed: gr.Checkbox
+    clean: gr.Checkbox
+
+    def inputs(self) -> list[gr.components.Component]:
+        """In the order ui.events.Handlers.tell_joke takes them, after the prompt."""
+        return [
+            self.temperature, self.top_k, self.top_p, self.max_new_tokens, self.seed,
+            self.random_seed, self.clean,
+        ]  # fmt: skip
+
+
+@dataclass
+class InsidePanel:
+    tokens: gr.HTML  # the clickable token row
+    token_info: gr.HTML  # the selected token's candidates
+    heads: gr.HTML  # the layers x heads grid of the selected token's attention
+    layer: gr.Radio
+    head: gr.Radio
+    matrix: gr.HTML  # one head's whole matrix
+
+    def views(self) -> list[gr.components.Component]:
+        return [self.token_info, self.heads, self.matrix]
+
+
+@dataclass
+class Page:
+    joke: JokePanel
+    settings: SettingsPanel
+    inside: InsidePanel
+    joke_state: gr.State  # the visitor's finished Joke (None while one is written)
+    selected: gr.State  # the index of the selected token
+
+
+def create_header() -> None:
+    gr.HTML(
+        '<header class="pl-header"><h1>Punchline</h1><p>A small GPT, written from scratch '
+        "in JAX, tells a joke one token at a time. Then click any token to see what it was "
+        "paying attention to.</p></header>"
+    )
+
+
+def create_joke_panel() -> JokePanel:
+    prompt = gr.Textbox(
+        label="Opening words (optional)",
+        placeholder="Why did the chicken…",
+        max_length=MAX_PROMPT_CHARS,
+        lines=1,
+    )
+    tell = gr.Button("Tell me a joke", variant="primary", size="lg")
+    card = gr.HTML(
+        rendering.render_placeholder("Your joke will be written here."),
+        elem_id="joke",
+        apply_default_css=False,
+        js_on_load=None,
+    )
+    with gr.Accordion("Get this joke again", open=False):
+        command = gr.Code(label="Command line", language="shell", interactive=False)
+        client_code = gr.Code(label="Python (gradio_client)", language="python", interactive=False)
+    return JokePanel(prompt, tell, card, command, client_code)
+
+
+def create_settings_panel(writer: JokeWriter) -> SettingsPanel:
+    c = writer.config
+    with gr.Group():
+        temperature = gr.Slider(
+            0, 2, DEFAULTS.temperature, step=0.05, label="Temperature", info=HELP["t"]
+        )
+        top_k = gr.Slider(
+            0, c.vocab_size, min(DEFAULTS.top_k, c.vocab_size), step=1, label="Top-k",
+            info=HELP["k"],
+        )  # fmt: skip
+        top_p = gr.Slider(0.05, 1, DEFAULTS.top_p, step=0.05, label="Top-p", info=HELP["p"])
+        max_new_tokens = gr.Slider(
+            1, c.block_size, min(DEFAULTS.max_new_tokens, c.block_size), step=1,
+            label="Maximum length", info=HELP["n"],
+        )  # fmt: skip
+        with gr.Row():
+            seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
+            random_seed = gr.Checkbox(True, label="Random seed", info=HELP["seed"])
+        clean = gr.Checkbox(True, label="Clean jokes only", info=HELP["clean"])
+    return SettingsPanel(temperature, top_k, top_p, max_new_tokens, seed, random_seed, clean)
+
+
+def create_inside_panel(writer: JokeWriter) -> InsidePanel:
+    c = writer.config
+    gr.Markdown("### Tokens\nWhat the model read and wrote. Click one to look inside.")
+    tokens = gr.HTML(
+        rendering.render_placeholder("The tokens of your joke will appear here."),
+        elem_id="tokens",
+        apply_default_css=False,
+        js_on_load=script("token_click.js"),
+    )
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=300):
+            token_info = gr.HTML(elem_id="token-info", apply_default_css=False, js_on_load=None)
+        with gr.Column(scale=3, min_width=320):
+            heads = gr.HTML(
+                elem_id="heads",
+                apply_default_css=False,
+                js_on_load=script("tooltip.js") + script("head_click.js"),
+            )
+    gr.Markdown("### One head, every token")
+    with gr.Row():
+        layer = gr.Radio([(str(i + 1), i) for i in range(c.n_layer)], value=0, label="Layer")
+        head = gr.Radio([(str(i + 1), i) for i in range(c.n_head)], value=0, label="Head")
+    matrix = gr.HTML(elem_id="matrix", apply_default_css=False, js_on_load=script("tooltip.js"))
+    return InsidePanel(tokens, token_info, heads, layer, head, matrix)
+
+
+def create_how_it_works(writer: JokeWriter) -> None:
+    with gr.Accordion("How it works", open=False), gr.Row():
+        with gr.Column(scale=3, min_width=300):
+            gr.Markdown(how_it_works(writer))
+        with gr.Column(scale=2, min_width=280):
+            gr.HTML(
+                (ASSETS / "architecture.svg").read_text(),
+                apply_default_css=False,
+                js_on_load=None,
+                elem_classes="pl-architecture",
+            )
+
+
+def create_demo(writer: JokeWriter, originality: OriginalityCheck, address: str) -> gr.Blocks:
+    """The whole page, its events bound to `writer`. `address` is the server's own URL, for
+    the "get this joke again" code when the browser does not say which address it used."""
+    # No analytics: the page and the server talk to nobody but each other.
+    with Blocks(title="Punchline: a tiny GPT that tells jokes", analytics_enabled=False) as demo:
+        create_header()
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=300):
+                joke = create_joke_panel()
+            with gr.Column(scale=2, min_width=260):
+                settings = create_settings_panel(writer)
+        inside = create_inside_panel(writer)
+        create_how_it_works(writer)
+        page = Page(joke, settings, inside, joke_state=gr.State(None), selected=gr.State(None))
+        events.connect(page, events.Handlers(writer, originality, page, address))
+    return demo

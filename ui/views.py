@@ -1,0 +1,79 @@
+"""The HTML and text of each view, from a finished Joke: no model runs here.
+
+A click on a token or a head is answered from the numbers the joke already holds
+(`Joke.generation.attention`, its candidates), rendered by ui/rendering.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from model.gpt import count_parameters
+from serving.joke import Joke
+from serving.writer import JokeWriter
+from ui import rendering
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def describe(joke: Joke) -> tuple[str, list[str]]:
+    """The line under a joke (seed and settings) and its notes."""
+    s = joke.request.settings
+    count = len(joke.generation.candidates)
+    meta = (
+        f"seed {s.seed} · temperature {s.temperature:g} · top-k {s.top_k} · top-p {s.top_p:g}"
+        f" · {count} new token{'s' * (count != 1)}"
+    )
+    if joke.generation.ended and not count:
+        ending = "The model ended the joke before writing a word: try another seed."
+    elif joke.generation.ended:
+        ending = "The model ended the joke itself."
+    elif joke.request.capped:
+        ending = (
+            f"Stopped after {s.max_new_tokens} new tokens: all the room the model's context "
+            "left after the opening words."
+        )
+    else:
+        ending = f"Stopped at the length limit ({s.max_new_tokens} new tokens)."
+    return meta, [*joke.request.notes, ending]
+
+
+def token_views(joke: Joke, index: int, layer: int, head: int) -> tuple[str, str, str]:
+    """Candidates, the layers x heads grid and one head's matrix, for the token at `index`."""
+    generation = joke.generation
+    kind = "start" if index == 0 else "typed" if index < generation.prompt_length else "written"
+    candidates = chosen = None
+    if kind == "written":
+        ids, probabilities = generation.candidates[index - generation.prompt_length]
+        names = joke.candidate_labels[index - generation.prompt_length]
+        candidates = list(zip(names, probabilities, strict=True))
+        token = generation.token_ids[index]
+        chosen = ids.index(token) if token in ids else None
+    info = rendering.render_candidates(joke.labels[index], index, kind, candidates, chosen)
+    rows = generation.attention[:, :, index, : index + 1]  # (layers, heads, index + 1)
+    heads = rendering.render_heads_grid(rows, joke.labels, index)
+    return info, heads, matrix_view(joke, index, layer, head)
+
+
+def matrix_view(joke: Joke, index: int, layer: int, head: int) -> str:
+    """One head's whole (T, T) attention matrix, the row of token `index` marked."""
+    weights = joke.generation.attention[layer, head]
+    return rendering.render_matrix(weights, joke.labels, index, layer, head)
+
+
+def how_it_works(writer: JokeWriter) -> str:
+    """The "How it works" text, filled in with this model's sizes."""
+    c = writer.config
+    parameters = count_parameters(writer.model)
+    positions = {
+        "learned": f"adds a learned vector for each of the {c.block_size} positions",
+        "sinusoidal": "adds a fixed pattern of sine and cosine waves that spells out the position",
+        "rope": "rotates every query and key by an angle that grows with the position (RoPE), "
+        "so a score depends on how far apart two tokens are",
+    }[c.positional]
+    size = f"{parameters / 1e6:.1f} million" if parameters >= 10**6 else f"{parameters:,}"
+    text = (ASSETS / "how_it_works.md").read_text()
+    return text.format(
+        vocab=f"{c.vocab_size:,}", d_model=c.d_model, positions=positions, heads=c.n_head,
+        layers=c.n_layer, block=c.block_size, parameters=size,
+    )  # fmt: skip
