@@ -6,6 +6,7 @@ import shlex
 
 import numpy as np
 import pytest
+from tiny_app import FakeClassifier
 
 import serving.writer
 from data.tokenizer import encode
@@ -58,18 +59,6 @@ def test_rounded_attention_rows_still_sum_to_exactly_one():
 
 
 # ---------------------------------------------------------------- clean mode
-
-
-class FakeClassifier:
-    """Stands in for data.offensive.is_offensive: flags the first `flagged` texts it sees."""
-
-    def __init__(self, flagged: int):
-        self.flagged = flagged
-        self.texts: list[str] = []
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        self.texts.extend(texts)
-        return np.array([len(self.texts) <= self.flagged] * len(texts))
 
 
 def test_a_flagged_joke_is_written_again_with_the_next_seed(writer, monkeypatch):

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from types import SimpleNamespace
 
-from test_serving_writer import FakeClassifier
+from tiny_app import FakeClassifier
 
 import serving.writer
 from serving.labels import printable

@@ -1,7 +1,7 @@
 """The tiny model the app tests serve: its sizes, its made-up training jokes, its folder.
 
 The fixtures built from it (the model folder, the running server, the JokeWriter) are in
-conftest.py; test modules import only the constants and `joke_like_lines` from here.
+conftest.py; test modules import the constants and the fake classifier from here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from flax import nnx
 
 from data.tokenizer import train_tokenizer
@@ -53,3 +54,15 @@ def build_model_folder() -> Path:
     jokes.write_text(json.dumps([{"joke": joke} for joke in joke_like_lines()]))
     metadata = {"sources": [str(jokes)], "train_config": TRAIN_CONFIG}
     return save_model(model, tokenizer, folder, metadata=metadata)
+
+
+class FakeClassifier:
+    """Stands in for data.offensive.is_offensive: flags the first `flagged` texts it sees."""
+
+    def __init__(self, flagged: int):
+        self.flagged = flagged
+        self.texts: list[str] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return np.array([len(self.texts) <= self.flagged] * len(texts))
