@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flax import nnx
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from data import DataError, eval_batches, eval_chars, is_offensive, tokenize_to_cache
+from data import DataError, is_offensive, tokenize_to_cache
 from data.corpus import DEFAULT_CACHE_DIR, model_data
 from data.originality import MEMORISED_SIMILARITY, JokeIndex
 from data.tokenizer import decode, end_of_joke_id
@@ -40,28 +39,13 @@ from model.checkpoint import CheckpointError, load_model
 from model.generate import Generator, SamplingSettings
 from model.gpt import GPT
 from model.host_memory import reuse_freed_memory
-from model.loss import loss_figures, masked_nll
+from training.evaluation import model_validation_figures
 
 EVAL_FILE = "eval.json"
 DEFAULT_SAMPLES = 200
 EVAL_BATCH_SIZE = 32
 # How many of the closest sample/training-joke pairs to print.
 SHOWN_PAIRS = 5
-
-
-def validation_figures(
-    model: GPT, tokenizer: Tokenizer, val_jokes: list[str], cache_dir: Path
-) -> dict[str, float]:
-    """val_loss, val_ppl and val_bpc over every validation token (no cap, no dropout)."""
-    stream = tokenize_to_cache(val_jokes, tokenizer, cache_dir, "val")
-    batch_nll = nnx.jit(masked_nll)
-    total_nll = total_tokens = 0.0
-    batches = list(eval_batches(stream, EVAL_BATCH_SIZE, model.config.block_size))
-    for x, y, mask in tqdm(batches, desc="validation", unit=" batch", leave=False):
-        nll, count = batch_nll(model, x, y, mask)
-        total_nll += float(nll)
-        total_tokens += float(count)
-    return loss_figures(total_nll, total_tokens, eval_chars(stream))
 
 
 def write_samples(
@@ -127,7 +111,9 @@ def evaluate(
     model, tokenizer, metadata = load_model(folder)
     jokes = model_data(metadata, data)
     started = time.perf_counter()
-    figures: dict[str, Any] = validation_figures(model, tokenizer, jokes.val, cache_dir)
+    val = tokenize_to_cache(jokes.val, tokenizer, cache_dir, "val")
+    # Every validation token (no cap, no dropout), with training's own evaluation loop.
+    figures: dict[str, Any] = model_validation_figures(model, val, EVAL_BATCH_SIZE, progress=True)
     texts, lengths, ended = write_samples(model, tokenizer, samples)
     sample_scores, pairs = sample_figures(texts, lengths, ended, JokeIndex(jokes.train))
     figures |= sample_scores

@@ -6,7 +6,7 @@
 
 What it measures (benchmarks/README.md has the latest table and what it means):
 
-- training: train.py's own step (make_optimizer + make_steps: forward, loss, gradients,
+- training: train.py's own step (make_optimizer + make_train_step: forward, loss, gradients,
   clipping, AdamW) at the reference size, the `small` preset with a batch of 32 x 128 tokens;
   tokens per second, milliseconds per step, compile time of the first step, and model FLOPs
   utilisation against the peak of a large float32 matmul measured in the same run;
@@ -42,12 +42,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import train
 from model.config import PRESETS, GPTConfig
 from model.generate import Generator, SamplingSettings
 from model.gpt import GPT
 from model.host_memory import reuse_freed_memory
 from model.sampling import sample_token
+from training.config import TrainConfig
+from training.optimizer import make_optimizer
+from training.steps import make_train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "punchline"
@@ -132,11 +134,11 @@ class JaxTraining:
     """train.py's compiled step on random tokens: exactly the program training runs."""
 
     def __init__(self, config: GPTConfig, batch: int, seed: int = 0):
-        settings = train.TrainConfig(batch_size=batch, steps=1000)
+        settings = TrainConfig(batch_size=batch, steps=1000)
         model = GPT(config, rngs=nnx.Rngs(seed))
-        optimizer = nnx.Optimizer(model, train.make_optimizer(settings), wrt=nnx.Param)
+        optimizer = nnx.Optimizer(model, make_optimizer(settings), wrt=nnx.Param)
         graphdef, self.state = nnx.split((model, optimizer))
-        self._step, _ = train.make_steps(graphdef, fused=True)
+        self._step = make_train_step(graphdef, fused=True)
         rng = np.random.default_rng(seed)
         shape = (batch, config.block_size)
         self.x = jnp.asarray(rng.integers(0, config.vocab_size, shape), jnp.int32)
@@ -157,11 +159,11 @@ def torch_training(config: GPTConfig, batch: int, threads: int) -> Callable[[], 
     try:
         import torch
 
-        from benchmarks.torch_reference import make_train_step
+        from benchmarks.torch_reference import make_train_step as make_torch_train_step
     except ImportError:
         return None
     torch.set_num_threads(threads)
-    step = make_train_step(config)
+    step = make_torch_train_step(config)
     generator = torch.Generator().manual_seed(0)
     shape = (batch, config.block_size)
     x = torch.randint(0, config.vocab_size, shape, generator=generator)

@@ -19,9 +19,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import train
 from model.config import PRESETS
 from model.host_memory import reuse_freed_memory
+from training.folder import METRICS
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run_variant(variant: Variant, args: argparse.Namespace, folder: Path) -> list[dict]:
     """Train one variant (unless a finished run is already there); its metric records."""
-    metrics = folder / train.METRICS
+    metrics = folder / METRICS
     if not _finished(metrics, args.steps):
         flags = ["--preset", "small", "--steps", str(args.steps)]
         flags += ["--batch-size", str(args.batch_size), "--eval-every", str(args.eval_every)]

@@ -13,7 +13,7 @@ nan-at: make the parameters NaN just before optimizer step STEP (counted from 1 
 sigint-during: send this process a real SIGINT (what Ctrl-C sends) while step STEP trains, when
     its batch is drawn: the same moment every time, unlike a signal from outside.
 
-Everything else is `train.main(TRAIN_FLAGS)`, exactly what `python train.py` runs.
+Everything else is `training.cli.main(TRAIN_FLAGS)`, exactly what `python train.py` runs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 from orbax.checkpoint._src.path import atomicity
 
-import train
+import training.run
+from training.cli import main
 
 
 def kill_while_saving(step: int) -> None:
@@ -46,10 +47,10 @@ def kill_while_saving(step: int) -> None:
 
 def nan_at(step: int) -> None:
     """Wrap the compiled train step (the same compiled program) to poison its input once."""
-    make_steps = train.make_steps
+    make_train_step = training.run.make_train_step
 
-    def poisoned_make_steps(graphdef, fused):
-        train_step, eval_step = make_steps(graphdef, fused)
+    def poisoned_make_train_step(graphdef, fused):
+        train_step = make_train_step(graphdef, fused)
         calls = 0
 
         def poisoned_train_step(state, x, y, key):
@@ -61,20 +62,21 @@ def nan_at(step: int) -> None:
                 )
             return train_step(state, x, y, key)
 
-        return poisoned_train_step, eval_step
+        return poisoned_train_step
 
-    train.make_steps = poisoned_make_steps
+    training.run.make_train_step = poisoned_make_train_step
 
 
 def sigint_during(step: int) -> None:
-    draw_batch = train.train_batch  # (tokens, step index from 0, ...): step STEP draws STEP - 1
+    # train_batch(tokens, step index from 0, ...): step STEP draws index STEP - 1.
+    draw_batch = training.run.train_batch
 
     def draw_batch_and_interrupt(tokens, index, *args, **kwargs):
         if index == step - 1:
             os.kill(os.getpid(), signal.SIGINT)
         return draw_batch(tokens, index, *args, **kwargs)
 
-    train.train_batch = draw_batch_and_interrupt
+    training.run.train_batch = draw_batch_and_interrupt
 
 
 FAULTS = {"kill-while-saving": kill_while_saving, "nan-at": nan_at, "sigint-during": sigint_during}
@@ -84,4 +86,4 @@ if __name__ == "__main__":
     if fault not in FAULTS or separator != "--":
         sys.exit(__doc__)
     FAULTS[fault](int(step))
-    sys.exit(train.main(flags))
+    sys.exit(main(flags))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import train
+from training.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ANIMALS = ["duck", "horse", "penguin", "snail", "robot", "ghost", "pirate"]
@@ -212,7 +212,7 @@ def test_two_processes_refuse_a_used_folder_together(workdir, two_processes, tmp
 def test_multi_host_flags_come_together(tmp_path, monkeypatch, capsys):
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
-    code = train.main(["--coordinator", "127.0.0.1:1234", "--out", str(tmp_path / "run")])
+    code = main(["--coordinator", "127.0.0.1:1234", "--out", str(tmp_path / "run")])
     assert code == 1
     error = capsys.readouterr().err
     assert "--num-processes, --process-id" in error and "--distributed" in error

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 from flax import nnx
+from training_runs import JOKES, OTHER_JOKES, TINY, write_jokes
 
 import evaluate
-import train
 from data import DataError, model_data, split_jokes, train_tokenizer
 from data.loaders import BUILT_IN_CORPUS
 from data.originality import MEMORISED_SIMILARITY, JokeIndex
 from model.checkpoint import save_model
 from model.config import GPTConfig
 from model.gpt import GPT
-from tests.test_train import JOKES, OTHER_JOKES, TINY, write_jokes
+from training.cli import main as train_main
 
 TRAIN_CONFIG = {"min_chars": 5, "max_chars": 800, "clean": False, "val_fraction": 0.05}
 
@@ -119,7 +119,7 @@ def test_evaluate_names_missing_training_data_in_one_line(tmp_path, capsys):
 def test_a_model_that_memorised_its_jokes_scores_near_full_memorisation(tmp_path):
     data = write_jokes(tmp_path, JOKES)
     out = tmp_path / "overfit"
-    code = train.main(
+    code = train_main(
         [*TINY, "--cache-dir", str(tmp_path / "cache"), "--data", str(data), "--out", str(out),
          "--steps", "300", "--learning-rate", "3e-3", "--warmup-steps", "20",
          "--weight-decay", "0", "--eval-every", "1000", "--val-fraction", "0.01"]

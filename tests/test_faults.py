@@ -3,9 +3,9 @@
 The signals are real: `python train.py` in a subprocess, stopped with SIGKILL (as the
 kernel's out-of-memory killer or a preempted machine would) or SIGINT (Ctrl-C). Faults that
 must strike at one exact moment (in the middle of a save, at a given step) are injected by
-tests/fault_injection.py, which runs train.main unchanged around them. After a kill, --resume
-must continue from the last complete checkpoint and give, on CPU, a loss curve bit-identical
-to a run that was never stopped.
+tests/fault_injection.py, which runs training.cli.main unchanged around them. After a kill,
+--resume must continue from the last complete checkpoint and give, on CPU, a loss curve
+bit-identical to a run that was never stopped.
 
 Every process shares one persistent JAX compilation cache, so only the first one compiles:
 the same flags compile the same programs, and a cached program computes the same bits.
@@ -28,9 +28,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from test_train import JOKES, OTHER_JOKES, TINY, metrics, run, write_jokes
+from training_runs import JOKES, OTHER_JOKES, TINY, metrics, run, write_jokes
 
-import train
+import training.state
+from training.folder import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 32
@@ -97,7 +98,7 @@ def output(workdir: Path, name: str) -> tuple[str, str]:
 
 def logged_steps(out: Path) -> list[int]:
     """Steps in metrics.jsonl, read while the run may be writing it (a partial line is skipped)."""
-    path = out / train.METRICS
+    path = out / METRICS
     text = path.read_text() if path.is_file() else ""
     return [json.loads(line)["step"] for line in text.split("\n")[:-1] if line]
 
@@ -212,7 +213,8 @@ def test_killed_while_saving_then_at_a_random_step_resume_gives_the_uninterrupte
 def test_ctrl_c_during_a_checkpoint_step_saves_it_once_and_exits_cleanly(workdir):
     """Ctrl-C while a checkpoint step trains: that step is saved by the loop, and the save on
     the way out must not save it again (Orbax raises on a step saved twice: a traceback and
-    exit code 1). Ctrl-C at other steps: tests/test_train.py, then resumed to the same curve."""
+    exit code 1). Ctrl-C at other steps: tests/test_training_run.py, then resumed to the same
+    curve."""
     out = workdir / "interrupted"
     step = random.Random(KILL_SEED).choice(range(2 * CHECKPOINT_EVERY, STEPS, CHECKPOINT_EVERY))
     flags = train_flags(workdir, out.name)
@@ -269,7 +271,7 @@ def test_too_little_disk_space_is_one_line_before_training(tmp_path, capsys, mon
     data = write_jokes(tmp_path, JOKES)
     out = tmp_path / "run"
     monkeypatch.setattr(
-        train.shutil,
+        training.state.shutil,
         "disk_usage",
         lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6),
     )
@@ -295,5 +297,5 @@ def test_the_disk_space_check_covers_what_a_run_writes(whole):
     assert len(checkpoints) == 2  # max_to_keep
     written = size(whole) - size(whole / "state") + 3 * max(map(size, checkpoints))
     parameters = json.loads((whole / "model" / "metadata.json").read_text())["parameters"]
-    needed = train.disk_space_needed(parameters)
+    needed = training.state.disk_space_needed(parameters)
     assert written <= needed <= 3 * written, (written, needed)

@@ -1,0 +1,233 @@
+"""What a training run is told: the TrainConfig dataclass, its command-line flags, the presets.
+
+Every TrainConfig field is a flag of `python train.py`: its help text sits beside it
+(`option(default, help)`) and its type comes from its annotation, so a new setting is one new
+field. `parse_args` turns the command line into a TrainConfig, with the chosen preset's
+training settings (TRAIN_PRESETS) under the flags that were given; `model_config` does the same
+for the model's sizes (model/config.py's presets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.config import PRESETS, GPTConfig
+
+
+def option(default: Any, help: str) -> Any:
+    """A TrainConfig field with its --help text beside it (dataclass field metadata)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. Each field is also a command-line flag (see --help)."""
+
+    preset: str = option(
+        "tiny", "model size and training length: tiny (minutes on a laptop CPU), small, base"
+    )
+    data: list[str] = field(  # a list: a fresh one per config, so not option()
+        default_factory=list,
+        metadata={
+            "help": "joke files or globs (CSV, TSV, JSON, JSONL, TXT, optionally .gz); "
+            "default: the jokes shipped with the oneliners and pyjokes packages"
+        },
+    )
+    text_column: str | None = option(
+        None, "column or field holding the joke text (default: Joke / body / text)"
+    )
+    out: str = option(
+        "runs/tiny",
+        "run folder: metrics, loss curve, training checkpoints and the exported model "
+        "(default: runs/PRESET)",
+    )
+    init_from: str | None = option(
+        None, "fine-tune: start from this model folder and its tokenizer"
+    )
+    # Model sizes: None takes the preset's value (or the --init-from model's).
+    n_layer: int | None = option(None, "transformer blocks")
+    n_head: int | None = option(None, "attention heads per block (must divide d_model)")
+    d_model: int | None = option(None, "width of the residual stream")
+    d_ff: int | None = option(None, "hidden width of the feed-forward network")
+    block_size: int | None = option(None, "context length in tokens")
+    dropout: float | None = option(
+        None, "dropout rate on the embeddings and residual branches while training"
+    )
+    positional: str | None = option(None, "positional encoding: sinusoidal, learned or rope")
+    vocab_size: int = option(4096, "tokenizer vocabulary size (byte-level BPE)")
+    # Optimisation.
+    steps: int = option(300, "optimizer steps in the whole run")
+    batch_size: int = option(32, "jokes-blocks per step, across all devices and hosts")
+    learning_rate: float = option(2e-3, "peak learning rate (AdamW), after linear warmup")
+    min_lr_ratio: float = option(
+        0.1, "final learning rate as a fraction of the peak (cosine decay)"
+    )
+    warmup_steps: int = option(30, "steps of linear learning-rate warmup")
+    weight_decay: float = option(0.1, "AdamW weight decay, applied to weight matrices only")
+    grad_clip: float = option(1.0, "clip gradients to this global norm")
+    beta2: float = option(0.99, "AdamW second-moment decay")
+    fused_attention: bool = option(True, "train with the fused attention op (same maths, faster)")
+    seed: int = option(0, "random seed: same seed, data and device give the same loss curve")
+    # Data preparation.
+    clean: bool = option(
+        False, "drop jokes the offensive-language classifier flags (on for the shipped model)"
+    )
+    offensive_threshold: float = option(
+        0.5,
+        "with --clean, drop jokes whose offensive probability is above this (lower is stricter)",
+    )
+    min_chars: int = option(10, "drop jokes shorter than this many characters")
+    max_chars: int = option(800, "drop jokes longer than this many characters")
+    val_fraction: float = option(
+        0.05, "share of jokes held out for validation (split by joke, stable)"
+    )
+    cache_dir: str = option(
+        ".cache/punchline", "where the tokenized corpus and tokenizer are cached between runs"
+    )
+    # Logging, evaluation and checkpoints.
+    log_every: int = option(10, "steps between progress/metrics lines")
+    eval_every: int = option(150, "steps between validation (loss, perplexity, bits per character)")
+    eval_tokens: int = option(
+        65_536, "validation tokens per evaluation (0: the whole validation split)"
+    )
+    checkpoint_every: int = option(200, "steps between Orbax training checkpoints")
+    samples: int = option(3, "jokes printed at each evaluation (seeds 0, 1, ...)")
+    export_dtype: str = option(
+        "float32", "storage dtype of the exported weights: float32 or bfloat16"
+    )
+
+
+# Training settings per model preset; the model sizes themselves are in model/config.py.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(steps=300, batch_size=32, learning_rate=2e-3, warmup_steps=30, eval_every=150),
+    "small": dict(steps=3000, batch_size=32, learning_rate=1e-3, warmup_steps=100, eval_every=250),
+    "base": dict(steps=10000, batch_size=64, learning_rate=6e-4, warmup_steps=500, eval_every=500),
+}
+SIZE_FLAGS = ("n_layer", "n_head", "d_model", "d_ff", "block_size", "positional")
+# The settings a --preset chooses: model sizes (model/config.py), then training settings.
+PRESET_ROWS = (*SIZE_FLAGS, "dropout", *next(iter(TRAIN_PRESETS.values())))
+
+
+class TrainError(Exception):
+    """A run that cannot start or go on; the message says what to change."""
+
+
+def parse_args(argv: list[str] | None, usage: str) -> tuple[TrainConfig, argparse.Namespace]:
+    """The run's TrainConfig from the command line, and every flag as parsed.
+
+    `usage` is the command's docstring: its first paragraph describes the command, its second
+    gives examples (shown above the preset table at the end of --help).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python train.py",
+        description=usage.split("\n\n")[0],
+        epilog="Examples:\n" + usage.split("\n\n")[1] + "\n\n" + preset_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    defaults = TrainConfig()
+    types = typing.get_type_hints(TrainConfig)  # the annotations, e.g. int | None
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        text = f.metadata["help"]
+        kind = next(
+            t for t in typing.get_args(types[f.name]) or (types[f.name],) if t is not type(None)
+        )
+        if kind is list or typing.get_origin(types[f.name]) is list:
+            parser.add_argument(flag, nargs="+", default=[], help=text)
+        elif kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+        else:
+            default = getattr(defaults, f.name)
+            if "default:" not in text:  # a help text may name its own default
+                shown = "the preset's, see below" if f.name in PRESET_ROWS else repr(default)
+                text = f"{text} (default: {shown})"
+            parser.add_argument(flag, type=kind, help=text)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host on a TPU VM slice, Slurm or Open MPI: find the other processes "
+        "from the cluster's environment (elsewhere give --coordinator, --num-processes "
+        "and --process-id)",
+    )
+    parser.add_argument(
+        "--coordinator",
+        default=os.environ.get("JAX_COORDINATOR_ADDRESS"),
+        help="multi-host: HOST:PORT of process 0 (env JAX_COORDINATOR_ADDRESS)",
+    )
+    parser.add_argument(
+        "--num-processes",
+        type=int,
+        default=_env_int("JAX_NUM_PROCESSES"),
+        help="multi-host: number of processes (env JAX_NUM_PROCESSES)",
+    )
+    parser.add_argument(
+        "--process-id",
+        type=int,
+        default=_env_int("JAX_PROCESS_ID"),
+        help="multi-host: this process's index (env JAX_PROCESS_ID)",
+    )
+    args = parser.parse_args(argv)
+    preset = args.preset or defaults.preset
+    if preset not in PRESETS:
+        parser.error(f"--preset {preset!r} is unknown: choose one of {', '.join(PRESETS)}")
+    values = {**dataclasses.asdict(defaults), **TRAIN_PRESETS[preset], "preset": preset}
+    if args.out is None:
+        values["out"] = f"runs/{preset}"
+    for f in dataclasses.fields(TrainConfig):
+        given = getattr(args, f.name)
+        if given is not None and not (f.name == "data" and given == []):
+            values[f.name] = given
+    return TrainConfig(**values), args
+
+
+def preset_table() -> str:
+    """What each --preset sets, as a table for --help: model sizes, then training settings."""
+    values = {
+        name: {**PRESETS[name].to_dict(), **settings} for name, settings in TRAIN_PRESETS.items()
+    }
+    width = max(len(row) for row in PRESET_ROWS) + 4
+    lines = ["Presets (a flag given on the command line wins over its preset's value):"]
+    lines.append("  " + "flag".ljust(width) + "".join(name.rjust(12) for name in values))
+    for row in PRESET_ROWS:
+        cells = "".join(f"{values[name][row]:>12}" for name in values)
+        lines.append("  " + ("--" + row.replace("_", "-")).ljust(width) + cells)
+    return "\n".join(lines)
+
+
+def size_preset(config: GPTConfig) -> str:
+    """The name of the preset whose model sizes `config` has, or "custom"."""
+    for name, preset in PRESETS.items():
+        if all(getattr(preset, f) == getattr(config, f) for f in SIZE_FLAGS):
+            return name
+    return "custom"
+
+
+def model_config(config: TrainConfig, base: GPTConfig, fine_tuning: bool) -> GPTConfig:
+    """The preset's (or fine-tuned model's) sizes with the flags that were given."""
+    overrides = {
+        name: getattr(config, name)
+        for name in (*SIZE_FLAGS, "dropout")
+        if getattr(config, name) is not None
+    }
+    if fine_tuning:
+        changed = [n for n in SIZE_FLAGS if n in overrides and overrides[n] != getattr(base, n)]
+        if changed:
+            flags = ", ".join("--" + n.replace("_", "-") for n in changed)
+            raise TrainError(
+                f"{flags} cannot change when fine-tuning (--init-from fixes the model's sizes, "
+                f"e.g. block_size={base.block_size} is the length of its position table): "
+                f"drop {flags}"
+            )
+    return dataclasses.replace(base, **overrides).validate()
+
+
+def _env_int(name: str) -> int | None:
+    """An integer from the environment (the multi-host flags' defaults), None when unset."""
+    value = os.environ.get(name)
+    return int(value) if value else None

@@ -1,0 +1,85 @@
+"""The training state on disk: Orbax checkpoints in RUN/state, and room for them.
+
+A checkpoint holds the whole training state (model parameters + optimizer state, replicated
+on every device) and the step it was saved after. The last two are kept; a resumed run starts
+from the latest one. Orbax writes a checkpoint into a temporary folder and renames it when
+complete, so a run killed while saving leaves the previous checkpoint as the latest.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from training.config import TrainError
+
+BYTES_PER_PARAMETER_CHECKPOINT = 4 * 3  # float32 weights + two Adam moments
+# Orbax's metadata per checkpoint (about 0.1 MB for the tiny preset), and the run folder's
+# other files: tokenizer, metrics, loss curve, data report.
+CHECKPOINT_OVERHEAD_BYTES = 1_000_000
+FOLDER_OVERHEAD_BYTES = 1_000_000
+
+
+class Checkpoints:
+    """The Orbax checkpoints of one run folder (every process writes its part)."""
+
+    def __init__(self, folder: Path):
+        self.manager = ocp.CheckpointManager(
+            (folder / "state").absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
+        )
+
+    def save(self, step: int, state: nnx.State) -> None:
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                progress=ocp.args.JsonSave({"step": step}),
+            ),
+            force=True,
+        )
+
+    def restore(self, like: nnx.State) -> tuple[nnx.State, int] | None:
+        """The latest saved state (with the shapes, dtypes and shardings of `like`) and its
+        step, or None when there is no checkpoint yet."""
+        latest = self.manager.latest_step()
+        if latest is None:
+            return None
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        restored = self.manager.restore(
+            latest,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                progress=ocp.args.JsonRestore(),
+            ),
+        )
+        return restored["state"], int(restored["progress"]["step"])
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def wait_until_finished(self) -> None:
+        """Block until the checkpoint being written in the background is complete."""
+        self.manager.wait_until_finished()
+
+
+def check_disk_space(folder: Path, n_params: int) -> None:
+    """Fail now, not hours from now, if the checkpoints will not fit on the disk."""
+    needed = disk_space_needed(n_params)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise TrainError(
+            f"{folder} has {free / 1e6:.0f} MB free but checkpoints need about "
+            f"{needed / 1e6:.0f} MB: free some space or choose another --out"
+        )
+
+
+def disk_space_needed(n_params: int) -> int:
+    """Bytes a run of a model this size needs in its folder, counted generously: two kept
+    checkpoints and a third being written, the exported model (float32 at most), small files."""
+    checkpoint = n_params * BYTES_PER_PARAMETER_CHECKPOINT + CHECKPOINT_OVERHEAD_BYTES
+    return 3 * checkpoint + n_params * 4 + FOLDER_OVERHEAD_BYTES
