@@ -26,14 +26,9 @@ import datetime
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from benchmarks.app_speed import benchmark_app
 from model.config import PRESETS, GPTConfig
 from model.generate import Generator, SamplingSettings
 from model.gpt import GPT
@@ -294,87 +290,6 @@ def benchmark_generation(
     }
 
 
-# ----------------------------------------------------------------------------- app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_app(
-    checkpoint: Path, env: dict[str, str], timeout: float = 300.0
-) -> Iterator[tuple[str, float, str]]:
-    """Start `python app.py` on a free loopback port; yield (address, seconds to ready, log)."""
-    port = free_port()
-    env = {**os.environ, **env, "PUNCHLINE_CHECKPOINT": str(checkpoint)}
-    env |= {"GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
-    log = Path(tempfile.gettempdir()) / f"punchline-app-{port}.log"
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    address = f"http://127.0.0.1:{port}/"
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"app.py exited with {process.returncode}: see {log}")
-            if time.perf_counter() - start > timeout:
-                raise TimeoutError(f"app.py did not answer within {timeout:.0f} s: see {log}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(address, timeout=2) as page:
-                if page.status == 200:
-                    break
-            time.sleep(0.1)
-        yield address, time.perf_counter() - start, log.read_text()
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.unlink(missing_ok=True)
-
-
-def app_start(checkpoint: Path, env: dict[str, str], joke: bool) -> dict[str, Any]:
-    """One cold start of the app: seconds to an answering server, and optionally one joke."""
-    from gradio_client import Client
-
-    with running_app(checkpoint, env) as (address, ready, log):
-        result: dict[str, Any] = {"ready_s": ready}
-        if joke:
-            client = Client(address, verbose=False)
-            start = time.perf_counter()
-            answer = client.predict(
-                prompt="", max_new_tokens=JOKE_TOKENS, seed=0, api_name="/generate"
-            )
-            result |= {"joke_s": time.perf_counter() - start, "tokens": len(answer["token_ids"])}
-    # app.py prints how long loading and compiling the model took, before the server starts.
-    warm_up = [line for line in log.splitlines() if "model loaded and compiled in" in line]
-    result["warmup_s"] = float(warm_up[0].split(" in ")[-1].split()[0]) if warm_up else None
-    return result
-
-
-def benchmark_app(checkpoint: Path = SHIPPED) -> dict[str, Any]:
-    """The app's first start (an empty compilation cache) with one joke by API, then a
-    restart that finds every compiled program in the cache, as app.py keeps them."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = {"JAX_COMPILATION_CACHE_DIR": cache}
-        first = app_start(checkpoint, env, joke=True)
-        cached = app_start(checkpoint, env, joke=False)
-    return {
-        "app_ready_s": first["ready_s"],
-        "app_warmup_s": first["warmup_s"],
-        "app_joke_s": first["joke_s"],
-        "app_joke_tokens": first["tokens"],
-        "app_ready_cached_s": cached["ready_s"],
-        "app_warmup_cached_s": cached["warmup_s"],
-    }
-
-
 # ----------------------------------------------------------------------------- report
 
 
@@ -403,7 +318,7 @@ def run(
     print(f"generation: {results['gen_ms_per_token']:.2f} ms/token", flush=True)
     results["app_ready_s"] = None
     if app and shipped and (SHIPPED / "model.safetensors").is_file():
-        results |= benchmark_app()
+        results |= benchmark_app(SHIPPED, JOKE_TOKENS)
     return results
 
 

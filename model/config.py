@@ -78,7 +78,8 @@ class GPTConfig:
         return cls(**values).validate()
 
 
-# Model sizes by name. Training presets (batch size, steps, learning rate) live in train.py.
+# Model sizes by name. Training presets (batch size, steps, learning rate) live in
+# training/config.py.
 PRESETS: dict[str, GPTConfig] = {
     # Seconds per hundred steps on a laptop CPU: for trying things out and for tests.
     "tiny": GPTConfig(block_size=128, n_layer=2, n_head=4, d_model=128, d_ff=512),

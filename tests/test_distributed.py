@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.app_server import free_port
 from training.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,12 +85,6 @@ def train_one_process(flags: list[str], devices: int) -> str:
     )
     assert result.returncode == 0, result.stderr[-2500:]
     return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def train_two_processes(flags: list[str], logs: Path) -> list[Finished]:
