@@ -100,6 +100,25 @@ class MultiHeadAttention(nnx.Module):
         batch, length, _, _ = heads.shape
         return self.output(heads.reshape(batch, length, self.n_head * self.d_head))
 
+    def _project(
+        self, x: jax.Array, positions: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Queries, keys and values of a whole sequence, each (batch, T, heads, d_head)."""
+        q = self._heads(self.query, x, positions)
+        k = self._heads(self.key, x, positions)
+        v = self._heads(self.value, x, positions)
+        return q, k, v
+
+    def _attend(
+        self, q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Array, fused: bool
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """The formula above over a whole sequence: output (batch, T, d_model) and weights."""
+        if fused:
+            # The same formula in one XLA op (flash-style on GPU); tests check it matches.
+            return self._merge_heads(jax.nn.dot_product_attention(q, k, v, is_causal=True)), None
+        weights = attention_weights(q, k, causal_mask(positions, positions))  # (b, h, T, T)
+        return self._merge_heads(mix_values(weights, v)), weights
+
     def __call__(
         self, x: jax.Array, positions: jax.Array, *, fused: bool = False
     ) -> tuple[jax.Array, jax.Array | None]:
@@ -108,14 +127,24 @@ class MultiHeadAttention(nnx.Module):
         Returns the output (batch, T, d_model) and the weights (batch, heads, T, T), or
         None for the weights on the fused path, which never materialises them.
         """
-        q = self._heads(self.query, x, positions)  # (batch, T, heads, d_head)
-        k = self._heads(self.key, x, positions)
-        v = self._heads(self.value, x, positions)
-        if fused:
-            # The same formula in one XLA op (flash-style on GPU); tests check it matches.
-            return self._merge_heads(jax.nn.dot_product_attention(q, k, v, is_causal=True)), None
-        weights = attention_weights(q, k, causal_mask(positions, positions))  # (b, h, T, T)
-        return self._merge_heads(mix_values(weights, v)), weights
+        q, k, v = self._project(x, positions)  # (batch, T, heads, d_head) each
+        return self._attend(q, k, v, positions, fused)
+
+    def prefill(
+        self, x: jax.Array, positions: jax.Array, cache_size: int
+    ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+        """Attention over a whole prompt that also returns its keys and values as a cache.
+
+        The same computation as `__call__` (not a second attention): x: (batch, T, d_model);
+        positions: (T,), T <= cache_size. Returns the output (batch, T, d_model), the
+        weights (batch, heads, T, T) and the cache `decode` reads, each of keys and values
+        (batch, heads, cache_size, d_head): slots 0..T-1 hold the prompt, the rest zeros.
+        """
+        q, k, v = self._project(x, positions)  # (batch, T, heads, d_head) each
+        output, weights = self._attend(q, k, v, positions, fused=False)
+        empty = [(0, 0), (0, 0), (0, cache_size - x.shape[1]), (0, 0)]  # after the T positions
+        cache = (jnp.pad(to_cache_layout(k), empty), jnp.pad(to_cache_layout(v), empty))
+        return output, weights, cache
 
     def decode(
         self, x: jax.Array, position: jax.Array, cache: tuple[jax.Array, jax.Array]
@@ -129,9 +158,7 @@ class MultiHeadAttention(nnx.Module):
         and the cache with this token's key and value written at `position`.
         """
         positions = position[None]  # (1,)
-        q = self._heads(self.query, x, positions)  # (batch, 1, heads, d_head)
-        k = self._heads(self.key, x, positions)
-        v = self._heads(self.value, x, positions)
+        q, k, v = self._project(x, positions)  # (batch, 1, heads, d_head) each
         cached_k, cached_v = cache  # (batch, heads, block_size, d_head) each
         cached_k = jax.lax.dynamic_update_slice_in_dim(cached_k, to_cache_layout(k), position, 2)
         cached_v = jax.lax.dynamic_update_slice_in_dim(cached_v, to_cache_layout(v), position, 2)

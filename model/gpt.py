@@ -62,6 +62,20 @@ class Block(nnx.Module):
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)), rngs=rngs)
         return x, weights
 
+    def prefill(
+        self, x: jax.Array, positions: jax.Array, cache_size: int
+    ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+        """The block over a whole prompt (evaluation mode), also returning its keys and values.
+
+        x: (B, T, d_model) -> (B, T, d_model), weights (B, H, T, T) and this layer's cache.
+        """
+        attended, weights, cache = self.attention.prefill(
+            self.attention_norm(x), positions, cache_size
+        )
+        x = x + attended
+        x = x + self.feed_forward(self.feed_forward_norm(x))
+        return x, weights, cache
+
     def decode(
         self, x: jax.Array, position: jax.Array, cache: tuple[jax.Array, jax.Array]
     ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
@@ -144,6 +158,30 @@ class GPT(nnx.Module):
         c = self.config
         shape = (batch_size, c.n_head, c.block_size, c.d_head)  # see attention.to_cache_layout
         return tuple((jnp.zeros(shape), jnp.zeros(shape)) for _ in range(c.n_layer))
+
+    def prefill(self, tokens: jax.Array, length: jax.Array) -> tuple[jax.Array, jax.Array, KVCache]:
+        """Feed a whole prompt in one pass: `__call__`'s computation, plus a filled cache.
+
+        tokens: (B, T), T <= block_size, of which the first `length` (a scalar, may be traced)
+        are the prompt and the rest padding. Returns the next-token logits at the last prompt
+        position `length - 1`, (B, V); every position's attention, (B, L, H, T, T); and the
+        cache `decode_step` continues from, with the keys and values of positions 0..T-1.
+
+        Padding changes nothing at the prompt positions: by causality, position t < length
+        only attends to positions <= t. Padded positions compute rows nobody reads, and their
+        keys and values sit in cache slots >= length, which `decode_step` at position p
+        overwrites (slot p) before it attends, and masks (slots > p) like future tokens.
+        """
+        positions = jnp.arange(tokens.shape[1])  # (T,)
+        x = self.embed(tokens, positions)  # (B, T, d_model)
+        all_weights, cache = [], []
+        for block in self.blocks:
+            x, weights, layer_cache = block.prefill(x, positions, self.config.block_size)
+            all_weights.append(weights)  # (B, H, T, T)
+            cache.append(layer_cache)
+        last = jax.lax.dynamic_slice_in_dim(x, length - 1, 1, axis=1)  # (B, 1, d_model)
+        logits = self.head(last)[:, 0, :]  # (B, V)
+        return logits, jnp.stack(all_weights, axis=1), tuple(cache)
 
     def decode_step(
         self, token: jax.Array, position: jax.Array, cache: KVCache

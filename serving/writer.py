@@ -16,7 +16,14 @@ from typing import Any
 from data.offensive import is_offensive
 from data.tokenizer import END_OF_JOKE, decode, encode, end_of_joke_id, token_strings
 from model.checkpoint import CheckpointError, load_model
-from model.generate import Generation, Generator, SamplingSettings, Step, prompt_room
+from model.generate import (
+    Generation,
+    Generator,
+    SamplingSettings,
+    Step,
+    prefill_lengths,
+    prompt_room,
+)
 from serving.errors import RequestError
 from serving.joke import Joke, JokeRequest
 from serving.labels import END_LABEL, START_LABEL, visible_whitespace
@@ -41,12 +48,15 @@ class JokeWriter:
     def warm_up(self) -> None:
         """Compile before the first visitor arrives.
 
-        The warm-up joke reads a prompt that fills all but the last position and then writes
-        one token, so every position and both paths (reading, writing) have run once.
+        One joke per length the prompt's prefill is compiled for (model/generate.py), each
+        with a prompt that fills that length and one new token: every compiled program has
+        run once, the longest prompt reaching all but the last position of the context.
         """
+        block = self.config.block_size
         filler = encode(self.tokenizer, "Knock knock. Who's there? ")
-        prompt = (filler * self.config.block_size)[: self.config.block_size - 2]
-        self.generator.generate(prompt, dataclasses.replace(DEFAULTS, max_new_tokens=1))
+        for length in prefill_lengths(block):
+            prompt = (filler * block)[: min(length, block - 1) - 1]  # the start token is one
+            self.generator.generate(prompt, dataclasses.replace(DEFAULTS, max_new_tokens=1))
         is_offensive(["Knock knock."])  # reads the classifier's weights once, now
 
     def fit(self, text: str, limit: int) -> tuple[str, list[int], int]:
