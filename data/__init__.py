@@ -9,20 +9,22 @@
    split never changes from run to run (split.py).
 4. Tokenize: train a byte-level BPE tokenizer on the training jokes, with a special token that
    marks the end of a joke (tokenizer.py).
-5. Pack: join the tokenized jokes into one stream separated by that token, cached on disk, and
-   cut it into fixed-length blocks for training and evaluation (batching.py).
+5. Pack: join the tokenized jokes into one stream separated by that token, cached on disk
+   (batching.py), and lay whole jokes side by side in rows, each from its own start, for
+   training and evaluation (packing.py).
 
 prepare_corpus (corpus.py) runs steps 1 to 5 and returns everything training needs; split_jokes
 runs steps 1 to 3, and model_data re-reads the jokes a model folder was trained on.
 originality.py finds the training joke nearest to a generated one.
 """
 
-from data.batching import TokenStream, eval_batches, eval_chars, tokenize_to_cache, train_batch
+from data.batching import TokenStream, eval_batches, eval_chars, tokenize_to_cache
 from data.cleaning import CleaningConfig, CleaningReport, clean
 from data.corpus import Corpus, SplitJokes, model_data, prepare_corpus, split_jokes
 from data.errors import DataError
 from data.loaders import Source, default_corpus, load_sources
 from data.offensive import is_offensive, offensive_probability
+from data.packing import Batch, joke_batches, joke_chars, train_batch, window_batches
 from data.split import split_train_val
 from data.tokenizer import (
     END_OF_JOKE,
@@ -36,6 +38,7 @@ from data.tokenizer import (
 
 __all__ = [
     "END_OF_JOKE",
+    "Batch",
     "CleaningConfig",
     "CleaningReport",
     "Corpus",
@@ -51,6 +54,8 @@ __all__ = [
     "eval_batches",
     "eval_chars",
     "is_offensive",
+    "joke_batches",
+    "joke_chars",
     "load_sources",
     "load_tokenizer",
     "model_data",
@@ -62,4 +67,5 @@ __all__ = [
     "tokenize_to_cache",
     "train_batch",
     "train_tokenizer",
+    "window_batches",
 ]

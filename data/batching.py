@@ -1,9 +1,11 @@
-"""Pack tokenized jokes into one memory-mapped stream, and cut training and evaluation batches.
+"""Keep tokenized jokes in one memory-mapped stream, and read it as fixed-length windows.
 
 The stream is END_OF_JOKE j1 END_OF_JOKE j2 ... END_OF_JOKE: every joke is preceded and followed
 by the marker, so the model learns both how a joke starts (after a marker) and when it is over
-(predicting the marker). A training block is a fixed-length window of this stream at a random
-offset: it spans the end of one joke, markers and the following jokes, with no padding wasted.
+(predicting the marker). `TokenStream.starts` says where each joke opens; training rows are cut
+at those starts (data/packing.py). `eval_batches` reads the stream as consecutive windows that
+cross joke boundaries: the validation figure of earlier releases, reported beside the
+joke-by-joke one for comparison.
 
 Tokenizing a large corpus takes seconds, so the stream is cached on disk under a key made of the
 tokenizer and the jokes; a second run with the same inputs maps the file without tokenizing.
@@ -14,7 +16,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,18 +24,18 @@ import numpy as np
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from data.errors import DataError
 from data.fingerprint import fingerprint
 from data.tokenizer import encode_batch, end_of_joke_id
 
 # Bump when the file layout changes, so that old caches are not trusted.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 # Jokes encoded per call: large enough for the Rust library to work in parallel, small enough
 # to keep memory flat and the progress bar moving.
 ENCODE_CHUNK_JOKES = 10_000
 # Below this many jokes tokenizing takes well under a second and needs no progress bar.
 PROGRESS_MIN_JOKES = 20_000
 UINT16_TOKENS = 2**16
+CHARS_DTYPE = np.uint32  # per-joke character counts
 
 
 @dataclass
@@ -46,6 +48,16 @@ class TokenStream:
     # Characters of the jokes plus one per joke for its end marker: the denominator of bits per
     # character, so that the score does not depend on the tokenizer.
     n_chars: int
+    joke_chars: np.ndarray  # (n_jokes,) the same count for each joke: its characters + 1
+    # data/packing.py's rows of the epochs being read and every epoch's number of rows, so
+    # that each epoch is packed once.
+    epoch_rows_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    epoch_row_counts: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n_jokes,) tokens of each joke, its markers not counted."""
+        return np.diff(self.starts, append=len(self.tokens) - 1) - 1
 
 
 def tokenize_to_cache(jokes: list[str], tok: Tokenizer, cache_dir: Path, name: str) -> TokenStream:
@@ -60,47 +72,9 @@ def tokenize_to_cache(jokes: list[str], tok: Tokenizer, cache_dir: Path, name: s
     return _open_stream(bin_path, meta_path)
 
 
-def train_batch(
-    stream: TokenStream,
-    step: int,
-    batch_size: int,
-    block_size: int,
-    seed: int,
-    process_index: int = 0,
-    process_count: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs x and next-token targets y of one training step, for this process's rows.
-
-    x and y are int32 of shape (batch_size // process_count, block_size). The batch is a pure
-    function of (seed, step): resuming at step k gives exactly the batches an uninterrupted run
-    would have seen, with no sampler state to save. Every process draws the same global batch
-    and keeps its own slice of rows, so the global batch does not depend on how many processes
-    share it.
-    """
-    if not 0 <= process_index < process_count:
-        raise DataError(
-            f"process index {process_index} is outside 0..{process_count - 1}; "
-            "pass the index of this process among process_count processes"
-        )
-    if batch_size % process_count:
-        raise DataError(
-            f"batch size {batch_size} does not split over {process_count} processes; "
-            f"pass a multiple of {process_count}"
-        )
-    if stream.n_jokes == 0:
-        raise DataError("the token stream holds no jokes; check the corpus")
-    # The stream without its closing marker, read as a circle: after the last joke comes the
-    # marker that opens the first. Blocks start anywhere on it and wrap around, so every token
-    # (the end of a joke longer than a block, the jokes at the very end of the stream, all of a
-    # corpus shorter than one block) is equally likely to be seen.
-    period = len(stream.tokens) - 1
-    rng = np.random.default_rng([seed, step])
-    chosen = rng.integers(0, period, size=batch_size)
-    rows_per_process = batch_size // process_count
-    mine = chosen[process_index * rows_per_process : (process_index + 1) * rows_per_process]
-    window = (mine[:, None] + np.arange(block_size + 1)) % period
-    blocks = stream.tokens[window].astype(np.int32)
-    return blocks[:, :-1], blocks[:, 1:]
+def _chars_path(bin_path: Path) -> Path:
+    """Where each joke's character count is kept, beside its stream: NAME.chars.bin."""
+    return bin_path.with_suffix(".chars.bin")
 
 
 def eval_batches(
@@ -153,7 +127,13 @@ def _is_complete(bin_path: Path, meta_path: Path) -> bool:
         expected_size = meta["n_tokens"] * np.dtype(meta["dtype"]).itemsize
     except (ValueError, KeyError, TypeError):
         return False
-    return meta.get("format") == CACHE_FORMAT and bin_path.stat().st_size == expected_size
+    chars = _chars_path(bin_path)
+    return (
+        meta.get("format") == CACHE_FORMAT
+        and bin_path.stat().st_size == expected_size
+        and chars.is_file()
+        and chars.stat().st_size == meta["n_jokes"] * np.dtype(CHARS_DTYPE).itemsize
+    )
 
 
 def _write_stream(jokes: list[str], tok: Tokenizer, bin_path: Path, meta_path: Path) -> None:
@@ -182,6 +162,9 @@ def _write_stream(jokes: list[str], tok: Tokenizer, bin_path: Path, meta_path: P
         np.asarray([eoj], dtype=dtype).tofile(file)
         n_tokens += 1
     progress.close()
+    # Each joke's characters, written before the metadata (which makes the entry trusted).
+    with _atomic_file(_chars_path(bin_path)) as file:
+        np.asarray([len(joke) + 1 for joke in jokes], dtype=CHARS_DTYPE).tofile(file)
     meta = {
         "format": CACHE_FORMAT,
         "dtype": np.dtype(dtype).name,
@@ -214,5 +197,9 @@ def _open_stream(bin_path: Path, meta_path: Path) -> TokenStream:
     # the final one closes the last joke and opens nothing.
     starts = np.flatnonzero(tokens[:-1] == meta["end_of_joke_id"]).astype(np.int64)
     return TokenStream(
-        tokens=tokens, starts=starts, n_jokes=meta["n_jokes"], n_chars=meta["n_chars"]
+        tokens=tokens,
+        starts=starts,
+        n_jokes=meta["n_jokes"],
+        n_chars=meta["n_chars"],
+        joke_chars=np.fromfile(_chars_path(bin_path), dtype=CHARS_DTYPE).astype(np.int64),
     )

@@ -2,8 +2,9 @@
 
 Read in this order: config.py (every size), positional.py (where is each token?),
 attention.py (which earlier tokens matter?), feed_forward.py (per-token thinking),
-gpt.py (the whole stack), loss.py (what training minimises), sampling.py and generate.py
-(writing jokes), checkpoint.py (the model folder on disk).
+normalization.py (LayerNorm and RMSNorm), gpt.py (the whole stack), loss.py (what
+training minimises), sampling.py and generate.py (writing jokes), checkpoint.py (the model
+folder on disk).
 """
 
 from model.config import PRESETS, ConfigError, GPTConfig

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from model.config import GPTConfig
+from model.normalization import make_norm
 from model.positional import apply_rope
 
 
@@ -33,11 +34,24 @@ def causal_mask(query_positions: jax.Array, key_positions: jax.Array) -> jax.Arr
     return key_positions[None, :] <= query_positions[:, None]
 
 
+def same_joke_causal_mask(segments: jax.Array) -> jax.Array:
+    """Causal attention within each joke of rows that hold several jokes side by side.
+
+    segments: (batch, T), which joke of its row each token belongs to (data/packing.py).
+    Returns (batch, 1, T, T), True where a query may look at a key: the key is in the same
+    joke and not in its future. So each joke is read exactly as if it were alone in its row.
+    """
+    index = jnp.arange(segments.shape[1])  # (T,)
+    same_joke = segments[:, :, None] == segments[:, None, :]  # (batch, query, key)
+    return (same_joke & causal_mask(index, index))[:, None]  # a heads axis, to broadcast
+
+
 def attention_weights(query: jax.Array, key: jax.Array, mask: jax.Array) -> jax.Array:
     """softmax(Q K^T / sqrt(d_head)) with masked scores set to -inf: the formula above.
 
     query: (batch, query, heads, d_head); key: (batch, key, heads, d_head);
-    mask: (query, key) booleans. Returns (batch, heads, query, key), each row summing to 1
+    mask: booleans, (query, key) or (batch, 1, query, key).
+    Returns (batch, heads, query, key), each row summing to 1
     and exactly 0 wherever the mask is False.
     """
     d_head = query.shape[-1]
@@ -78,20 +92,38 @@ class MultiHeadAttention(nnx.Module):
         # GPT-2 scales the layers that write into the residual stream by 1/sqrt(2 * n_layer),
         # so the stream's variance does not grow with depth.
         out_init = nnx.initializers.normal(stddev=config.init_std / math.sqrt(2 * config.n_layer))
-        d = config.d_model
-        self.query = nnx.Linear(d, d, kernel_init=init, rngs=rngs)
-        self.key = nnx.Linear(d, d, kernel_init=init, rngs=rngs)
-        self.value = nnx.Linear(d, d, kernel_init=init, rngs=rngs)
-        self.output = nnx.Linear(d, d, kernel_init=out_init, rngs=rngs)
+        d, bias = config.d_model, config.bias
+        self.query = nnx.Linear(d, d, use_bias=bias, kernel_init=init, rngs=rngs)
+        self.key = nnx.Linear(d, d, use_bias=bias, kernel_init=init, rngs=rngs)
+        self.value = nnx.Linear(d, d, use_bias=bias, kernel_init=init, rngs=rngs)
+        self.output = nnx.Linear(d, d, use_bias=bias, kernel_init=out_init, rngs=rngs)
+        self.qk_norm = config.qk_norm
+        if config.qk_norm:
+            # One norm over d_head for all queries and one for all keys, shared by the heads
+            # (a learned scale per feature of a head), as in Qwen3 and OLMo-2.
+            self.query_norm = make_norm(config, config.d_head, rngs=rngs)
+            self.key_norm = make_norm(config, config.d_head, rngs=rngs)
 
     def _heads(self, projection: nnx.Linear, x: jax.Array, positions: jax.Array) -> jax.Array:
-        """Project, then split the width into heads.
+        """Project, then split the width into heads; normalise and rotate queries and keys.
 
-        (batch, T, d_model) -> (batch, T, heads, d_head)
+        (batch, T, d_model) -> (batch, T, heads, d_head). Every path (forward, prefill,
+        decode) comes through here, so the cache holds keys exactly as the forward pass
+        sees them.
         """
         batch, length, _ = x.shape
         heads = projection(x).reshape(batch, length, self.n_head, self.d_head)
-        if self.rope_base is not None and projection is not self.value:
+        if projection is self.value:
+            return heads  # values are neither normalised nor rotated
+        if self.qk_norm:
+            # Each head's query or key rescaled over its d_head features: a score q.k can no
+            # longer grow just because q and k grew, which keeps softmax from saturating
+            # (loss spikes) at high learning rates. Before RoPE, as in Qwen3: a per-feature
+            # scale applied after the rotation would distort it, and scores would no longer
+            # depend on the distance between tokens alone.
+            norm = self.query_norm if projection is self.query else self.key_norm
+            heads = norm(heads)  # (batch, T, heads, d_head)
+        if self.rope_base is not None:
             heads = apply_rope(heads, positions, self.rope_base)  # only queries and keys rotate
         return heads
 
@@ -110,25 +142,27 @@ class MultiHeadAttention(nnx.Module):
         return q, k, v
 
     def _attend(
-        self, q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Array, fused: bool
+        self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, fused: bool
     ) -> tuple[jax.Array, jax.Array | None]:
         """The formula above over a whole sequence: output (batch, T, d_model) and weights."""
         if fused:
             # The same formula in one XLA op (flash-style on GPU); tests check it matches.
-            return self._merge_heads(jax.nn.dot_product_attention(q, k, v, is_causal=True)), None
-        weights = attention_weights(q, k, causal_mask(positions, positions))  # (b, h, T, T)
+            attended = jax.nn.dot_product_attention(q, k, v, mask=mask)  # (b, T, h, d_head)
+            return self._merge_heads(attended), None
+        weights = attention_weights(q, k, mask)  # (b, h, T, T)
         return self._merge_heads(mix_values(weights, v)), weights
 
     def __call__(
-        self, x: jax.Array, positions: jax.Array, *, fused: bool = False
+        self, x: jax.Array, positions: jax.Array, mask: jax.Array, *, fused: bool = False
     ) -> tuple[jax.Array, jax.Array | None]:
-        """Attention over a whole sequence. x: (batch, T, d_model); positions: (T,).
+        """Attention over a whole sequence. x: (batch, T, d_model); positions: (T,) or
+        (batch, T); mask: which keys each query may see, (T, T) or (batch, 1, T, T).
 
         Returns the output (batch, T, d_model) and the weights (batch, heads, T, T), or
         None for the weights on the fused path, which never materialises them.
         """
         q, k, v = self._project(x, positions)  # (batch, T, heads, d_head) each
-        return self._attend(q, k, v, positions, fused)
+        return self._attend(q, k, v, mask, fused)
 
     def prefill(
         self, x: jax.Array, positions: jax.Array, cache_size: int
@@ -141,7 +175,7 @@ class MultiHeadAttention(nnx.Module):
         (batch, heads, cache_size, d_head): slots 0..T-1 hold the prompt, the rest zeros.
         """
         q, k, v = self._project(x, positions)  # (batch, T, heads, d_head) each
-        output, weights = self._attend(q, k, v, positions, fused=False)
+        output, weights = self._attend(q, k, v, causal_mask(positions, positions), fused=False)
         empty = [(0, 0), (0, 0), (0, cache_size - x.shape[1]), (0, 0)]  # after the T positions
         cache = (jnp.pad(to_cache_layout(k), empty), jnp.pad(to_cache_layout(v), empty))
         return output, weights, cache

@@ -12,6 +12,14 @@ from typing import Any, Literal
 
 PositionalKind = Literal["sinusoidal", "learned", "rope"]
 POSITIONAL_KINDS: tuple[str, ...] = ("sinusoidal", "learned", "rope")
+NormKind = Literal["layernorm", "rmsnorm"]
+NORM_KINDS: tuple[str, ...] = ("layernorm", "rmsnorm")
+ActivationKind = Literal["gelu", "relu2", "swiglu"]
+ACTIVATION_KINDS: tuple[str, ...] = ("gelu", "relu2", "swiglu")
+
+# Fields added after the first models were exported. A config.json without them describes
+# the classic model, so `from_dict` fills them with their defaults (the classic values).
+ADDED_FIELDS: tuple[str, ...] = ("norm", "activation", "qk_norm", "bias")
 
 
 class ConfigError(ValueError):
@@ -32,6 +40,12 @@ class GPTConfig:
     tie_embeddings: bool = True  # the output layer reuses the token embedding matrix
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02  # standard deviation of the initial weights (GPT-2)
+    # Modern components, each off by default: the defaults are the classic GPT-2 of the
+    # teaching path; (rmsnorm, swiglu, qk_norm, no bias, rope) is Qwen3, Llama without qk_norm.
+    norm: NormKind = "layernorm"  # layernorm (GPT-2) or rmsnorm (Llama: no mean, no bias)
+    activation: ActivationKind = "gelu"  # feed-forward non-linearity: gelu, relu2 or swiglu
+    qk_norm: bool = False  # normalise each head's queries and keys (Qwen3, OLMo-2)
+    bias: bool = True  # biases in the Linear layers and LayerNorms (False: Llama style)
 
     @property
     def d_head(self) -> int:
@@ -60,6 +74,14 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        for name, kinds in (("norm", NORM_KINDS), ("activation", ACTIVATION_KINDS)):
+            value = getattr(self, name)
+            if value not in kinds:
+                raise ConfigError(f"{name}={value!r} is unknown: use one of {', '.join(kinds)}")
+        for name in ("qk_norm", "bias"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}={value!r} must be true or false")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,12 +89,16 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GPTConfig:
-        """Build a config from `config.json`; unknown or missing keys are a ConfigError."""
+        """Build a config from `config.json`; unknown or missing keys are a ConfigError.
+
+        Only the ADDED_FIELDS may be missing: a folder exported before they existed holds
+        the classic model, which their defaults describe.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; allowed: {sorted(names)}")
-        missing = sorted(names - set(values))
+        missing = sorted(names - set(values) - set(ADDED_FIELDS))
         if missing:
             raise ConfigError(f"missing config keys {missing}")
         return cls(**values).validate()

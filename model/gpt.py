@@ -6,9 +6,10 @@ Follow one token through `GPT.__call__`:
    position (unless RoPE, which rotates queries and keys inside attention instead);
 2. each block updates that vector twice, always by *adding* to it (the residual stream):
    first with what attention gathered from earlier tokens, then with what the
-   feed-forward network computes from it; each sub-layer reads a layer-normalised copy
-   of the stream (pre-layer-norm, as in GPT-2), which keeps deep stacks trainable;
-3. a final layer norm, then a product with the embedding matrix (tied weights) turns
+   feed-forward network computes from it; each sub-layer reads a normalised copy of the
+   stream (pre-norm, as in GPT-2; LayerNorm or RMSNorm, see normalization.py), which
+   keeps deep stacks trainable;
+3. a final norm, then a product with the embedding matrix (tied weights) turns
    the vector into one score (logit) per vocabulary entry: softmax(logits) is the
    model's guess for the *next* token.
 
@@ -20,13 +21,16 @@ Shapes, with B = batch, T = tokens, V = vocab_size, L = n_layer, H = n_head:
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from model.attention import MultiHeadAttention
+from model.attention import MultiHeadAttention, causal_mask, same_joke_causal_mask
 from model.config import GPTConfig
 from model.feed_forward import FeedForward
+from model.normalization import make_norm
 from model.positional import PositionalEncoding
 
 # Keys and values of every earlier token, per layer: ((B, H, block_size, d_head) x 2) x L.
@@ -37,13 +41,9 @@ class Block(nnx.Module):
     """One transformer block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
 
     def __init__(self, config: GPTConfig, *, rngs: nnx.Rngs):
-        self.attention_norm = nnx.LayerNorm(
-            config.d_model, epsilon=config.layer_norm_eps, rngs=rngs
-        )
+        self.attention_norm = make_norm(config, rngs=rngs)  # LayerNorm or RMSNorm
         self.attention = MultiHeadAttention(config, rngs=rngs)
-        self.feed_forward_norm = nnx.LayerNorm(
-            config.d_model, epsilon=config.layer_norm_eps, rngs=rngs
-        )
+        self.feed_forward_norm = make_norm(config, rngs=rngs)
         self.feed_forward = FeedForward(config, rngs=rngs)
         # Built in evaluation mode (no dropout); GPT.train() switches it on (see GPT).
         self.dropout = nnx.Dropout(config.dropout, deterministic=True)
@@ -52,12 +52,13 @@ class Block(nnx.Module):
         self,
         x: jax.Array,
         positions: jax.Array,
+        mask: jax.Array,
         *,
         fused: bool = False,
         rngs: nnx.Rngs | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         """x: (B, T, d_model) -> (B, T, d_model) and this block's weights (B, H, T, T)."""
-        attended, weights = self.attention(self.attention_norm(x), positions, fused=fused)
+        attended, weights = self.attention(self.attention_norm(x), positions, mask, fused=fused)
         x = x + self.dropout(attended, rngs=rngs)  # dropout on the branch, not on the weights
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)), rngs=rngs)
         return x, weights
@@ -101,7 +102,7 @@ class GPT(nnx.Module):
         # `model.train()` turns dropout on (it then needs `rngs`), `model.eval()` off again.
         self.dropout = nnx.Dropout(config.dropout, deterministic=True)
         self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.n_layer)])
-        self.final_norm = nnx.LayerNorm(config.d_model, epsilon=config.layer_norm_eps, rngs=rngs)
+        self.final_norm = make_norm(config, rngs=rngs)
         if not config.tie_embeddings:
             self.lm_head = nnx.Linear(
                 config.d_model, config.vocab_size, use_bias=False, kernel_init=init, rngs=rngs
@@ -110,8 +111,16 @@ class GPT(nnx.Module):
     def embed(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
         """Token ids (B, T) at `positions` (T,) -> input vectors (B, T, d_model)."""
         x = self.token_embedding(tokens)  # (B, T, d_model)
+        if self.config.positional == "sinusoidal":
+            # The sines and cosines lie in [-1, 1] (a vector of norm sqrt(d_model / 2)), while
+            # embedding entries start at init_std = 0.02: unscaled, a token's position would
+            # outweigh the token itself about 35 times. As in "Attention Is All You Need",
+            # the embeddings are multiplied by sqrt(d_model), which brings the two to
+            # comparable sizes. Only here: the tied output layer (`head`) reads the unscaled
+            # matrix, and learned positions start at 0.02 like the tokens they are added to.
+            x = x * math.sqrt(self.config.d_model)
         if self.positional.is_additive:
-            x = x + self.positional(positions)[None]  # (1, T, d_model) broadcast over the batch
+            x = x + self.positional(positions)  # (T, d_model) broadcast over the batch, or (B, ...)
         return x
 
     def head(self, x: jax.Array) -> jax.Array:
@@ -125,12 +134,18 @@ class GPT(nnx.Module):
         self,
         tokens: jax.Array,
         *,
+        positions: jax.Array | None = None,
+        segments: jax.Array | None = None,
         rngs: nnx.Rngs | None = None,
         fused: bool = False,
         return_attention: bool = False,
     ) -> tuple[jax.Array, jax.Array | None]:
         """Next-token logits for every position of `tokens` (B, T), T <= block_size.
 
+        tokens are one text per row, at positions 0, 1, ..., T-1, unless `positions` and
+        `segments` (both (B, T), from data/packing.py) say that a row holds several jokes:
+        then each token sits at its position within its own joke and attends only to the
+        earlier tokens of that joke.
         rngs: random keys for dropout, needed in training mode (`model.train()`) only.
         fused: use the fused attention op (faster training; cannot return weights).
         return_attention: also return every layer's weights, (B, L, H, T, T); the
@@ -144,11 +159,17 @@ class GPT(nnx.Module):
             )
         if fused and return_attention:
             raise ValueError("the fused attention path cannot return weights: use fused=False")
-        positions = jnp.arange(length)
+        if (positions is None) != (segments is None):
+            raise ValueError("give both positions and segments (rows of several jokes) or neither")
+        if segments is None:
+            positions = jnp.arange(length)  # (T,): one text from position 0
+            mask = causal_mask(positions, positions)  # (T, T)
+        else:
+            mask = same_joke_causal_mask(segments)  # (B, 1, T, T)
         x = self.dropout(self.embed(tokens, positions), rngs=rngs)
         all_weights = []
         for block in self.blocks:
-            x, weights = block(x, positions, fused=fused, rngs=rngs)
+            x, weights = block(x, positions, mask, fused=fused, rngs=rngs)
             all_weights.append(weights)
         attention = jnp.stack(all_weights, axis=1) if return_attention else None
         return self.head(x), attention

@@ -11,8 +11,11 @@ that the model gave to the token that really came next. Its readings:
 import math
 
 import jax
+import jax.numpy as jnp
 import optax
+from flax import nnx
 
+from data.packing import Batch
 from model.gpt import GPT
 
 
@@ -21,13 +24,19 @@ def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, targets)
 
 
-def masked_nll(
-    model: GPT, x: jax.Array, y: jax.Array, mask: jax.Array, fused: bool = True
+def batch_nll(
+    model: GPT, batch: Batch, fused: bool = True, rngs: nnx.Rngs | None = None
 ) -> tuple[jax.Array, jax.Array]:
-    """Summed NLL of the targets where mask is 1, and how many there are (no dropout)."""
-    logits, _ = model(x, fused=fused)  # (B, T, V)
-    nll = cross_entropy(logits, y)  # (B, T)
-    return (nll * mask).sum(), mask.sum()
+    """Summed NLL of a batch's targets, padding (segment 0) left out, and how many there are.
+
+    rngs: dropout keys (`nnx.Rngs`), in training mode only.
+    """
+    logits, _ = model(
+        batch.inputs, positions=batch.positions, segments=batch.segments, fused=fused, rngs=rngs
+    )  # (B, T, V)
+    counted = batch.segments > 0  # (B, T)
+    nll = jnp.where(counted, cross_entropy(logits, batch.targets), 0.0)  # (B, T)
+    return nll.sum(), counted.sum()
 
 
 def loss_figures(total_nll: float, n_tokens: float, n_chars: float) -> dict[str, float]:

@@ -2,14 +2,7 @@ import numpy as np
 import pytest
 
 import data.batching
-from data.batching import (
-    TokenStream,
-    eval_batches,
-    eval_chars,
-    tokenize_to_cache,
-    train_batch,
-)
-from data.errors import DataError
+from data.batching import TokenStream, eval_batches, eval_chars, tokenize_to_cache
 from data.tokenizer import decode, end_of_joke_id
 
 BATCH_SIZE = 8
@@ -38,6 +31,8 @@ def test_stream_layout(stream, synthetic_jokes, joke_tokenizer):
     assert jokes == synthetic_jokes
     assert stream.n_jokes == len(synthetic_jokes)
     assert stream.n_chars == sum(len(joke) + 1 for joke in synthetic_jokes)
+    assert stream.joke_chars.tolist() == [len(joke) + 1 for joke in synthetic_jokes]
+    assert stream.lengths.tolist() == [e - s - 1 for s, e in zip(stream.starts, ends, strict=True)]
 
 
 def test_literal_end_marker_in_a_joke_does_not_split_it(joke_tokenizer, tmp_path):
@@ -90,62 +85,6 @@ def test_truncated_stream_file_is_rewritten(synthetic_jokes, joke_tokenizer, tmp
     bin_path.write_bytes(bin_path.read_bytes()[:10])
     again = tokenize_to_cache(synthetic_jokes, joke_tokenizer, tmp_path, "train")
     np.testing.assert_array_equal(again.tokens, expected)
-
-
-def test_train_batch_shapes_shift_and_windows(stream, joke_tokenizer):
-    x, y = train_batch(stream, step=0, batch_size=BATCH_SIZE, block_size=BLOCK_SIZE, seed=SEED)
-    assert x.shape == y.shape == (BATCH_SIZE, BLOCK_SIZE)
-    assert x.dtype == y.dtype == np.int32
-    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
-    # Every row is a window of the stream read as a circle, and windows cross joke boundaries.
-    circle = np.asarray(stream.tokens[:-1])
-    twice = np.concatenate([circle, circle])
-    for row, target in zip(x, y, strict=True):
-        start = next(s for s in range(len(circle)) if (twice[s : s + BLOCK_SIZE] == row).all())
-        np.testing.assert_array_equal(twice[start + 1 : start + BLOCK_SIZE + 1], target)
-    assert (x == end_of_joke_id(joke_tokenizer)).any(axis=1).mean() > 0.5
-
-
-def test_train_batch_is_a_function_of_seed_and_step(stream):
-    def batch(step, seed=SEED):
-        return train_batch(stream, step, BATCH_SIZE, BLOCK_SIZE, seed)
-
-    np.testing.assert_array_equal(batch(5)[0], batch(5)[0])
-    assert not np.array_equal(batch(5)[0], batch(6)[0])
-    assert not np.array_equal(batch(5)[0], batch(5, seed=SEED + 1)[0])
-
-
-def test_process_slices_concatenate_to_the_global_batch(stream):
-    global_x, global_y = train_batch(stream, 3, BATCH_SIZE, BLOCK_SIZE, SEED)
-    process_count = 4
-    slices = [
-        train_batch(stream, 3, BATCH_SIZE, BLOCK_SIZE, SEED, index, process_count)
-        for index in range(process_count)
-    ]
-    np.testing.assert_array_equal(np.concatenate([x for x, _ in slices]), global_x)
-    np.testing.assert_array_equal(np.concatenate([y for _, y in slices]), global_y)
-    with pytest.raises(DataError, match="does not split over 3 processes"):
-        train_batch(stream, 3, BATCH_SIZE, BLOCK_SIZE, SEED, 0, 3)
-
-
-def test_tiny_stream_still_gives_full_blocks(joke_tokenizer, tmp_path):
-    stream = tokenize_to_cache(["Hi there, friend.", "Bye now."], joke_tokenizer, tmp_path, "tiny")
-    block_size = 4 * len(stream.tokens)
-    x, y = train_batch(stream, 0, BATCH_SIZE, block_size, SEED)
-    assert x.shape == y.shape == (BATCH_SIZE, block_size)
-    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
-    # Each block is a window of the corpus listed over and over.
-    repeated = np.tile(stream.tokens[:-1], 6)
-    period = len(stream.tokens) - 1
-    windows = [repeated[start : start + block_size].tolist() for start in range(period)]
-    assert all(row.tolist() in windows for row in x)
-
-
-def test_stream_without_jokes_cannot_be_batched(joke_tokenizer, tmp_path):
-    stream = tokenize_to_cache([], joke_tokenizer, tmp_path, "empty")
-    assert stream.tokens.tolist() == [end_of_joke_id(joke_tokenizer)]
-    with pytest.raises(DataError, match="no jokes"):
-        train_batch(stream, 0, BATCH_SIZE, BLOCK_SIZE, SEED)
 
 
 def test_eval_batches_predict_every_token_exactly_once(stream):

@@ -198,3 +198,22 @@ def test_config_round_trips_through_a_dict_and_rejects_unknown_keys():
     del partial["n_head"]
     with pytest.raises(ConfigError, match="missing config keys"):
         GPTConfig.from_dict(partial)
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_row_of_several_jokes_reads_each_as_if_it_were_alone(positional, fused):
+    model = make_model(positional)
+    jokes = [random_tokens(5, batch=1, seed=1), random_tokens(9, batch=1, seed=2)]
+    alone = [model(joke)[0] for joke in jokes]  # each from position 0, (1, length, V)
+    row = jnp.concatenate([*jokes, jnp.zeros((1, 2), jnp.int32)], axis=1)  # 5 + 9 + 2 padding
+    positions = jnp.asarray([[*range(5), *range(9), 0, 1]])
+    segments = jnp.asarray([[1] * 5 + [2] * 9 + [0, 0]])
+    packed, _ = model(row, positions=positions, segments=segments, fused=fused)
+    np.testing.assert_allclose(packed[:, :5], alone[0], atol=1e-5)
+    np.testing.assert_allclose(packed[:, 5:14], alone[1], atol=1e-5)
+    if not fused:
+        _, weights = model(row, positions=positions, segments=segments, return_attention=True)
+        assert float(jnp.abs(weights[..., 5:14, :5]).max()) == 0.0  # no look across jokes
+    with pytest.raises(ValueError, match="both positions and segments"):
+        model(row, positions=positions)
