@@ -3,7 +3,9 @@
     python evaluate.py --checkpoint checkpoints/punchline     # writes eval.json beside it
 
 1. Validation: loss, perplexity and bits per character over the whole validation split (the
-   jokes the model never trained on), re-read from the data files in `metadata.json`.
+   jokes the model never trained on), re-read from the data files in `metadata.json`, joke by
+   joke (each from its own start, as the app writes), and over windows of the stream (the
+   figure of earlier releases, `val_*_windows`).
 2. Samples: `--samples` jokes (default 200) with seeds 0, 1, ... and the app's default
    sampling settings, scored for
    - memorisation: the share whose nearest training joke is at least 0.8 similar (TF-IDF cosine);
@@ -135,9 +137,10 @@ def evaluate(
 
 def markdown_table(figures: dict[str, Any]) -> str:
     rows = [
-        ("validation bits per character", f"{figures['val_bpc']:.3f}"),
+        ("validation bits per character, joke by joke", f"{figures['val_bpc']:.3f}"),
         ("validation loss (nats/token)", f"{figures['val_loss']:.3f}"),
         ("validation perplexity", f"{figures['val_ppl']:.1f}"),
+        ("bits per character over windows (earlier releases)", f"{figures['val_bpc_windows']:.3f}"),
         (
             f"memorised (nearest training joke >= {MEMORISED_SIMILARITY} similar)",
             _percent(figures, "memorization_rate"),

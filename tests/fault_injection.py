@@ -53,14 +53,14 @@ def nan_at(step: int) -> None:
         train_step = make_train_step(graphdef, fused)
         calls = 0
 
-        def poisoned_train_step(state, x, y, key):
+        def poisoned_train_step(state, *batch_and_key):
             nonlocal calls
             calls += 1
             if calls == step:
                 state = jax.tree.map(
                     lambda a: a * jnp.nan if jnp.issubdtype(a.dtype, jnp.floating) else a, state
                 )
-            return train_step(state, x, y, key)
+            return train_step(state, *batch_and_key)
 
         return poisoned_train_step
 

@@ -96,13 +96,14 @@ def test_a_random_model_memorises_nothing_and_eval_json_has_every_figure(tmp_pat
         assert key in figures
     for key in ("ended_rate", "offensive_rate", "mean_tokens", "distinct_1", "val_ppl"):
         assert key in figures
+    assert figures["val_bpc_windows"] > 1.5  # the earlier figure, beside the joke-by-joke one
     assert figures["memorization_rate"] == 0.0
     # Random weights spread probability over the whole vocabulary: about log2(V) bits a token.
     assert figures["val_bpc"] > 1.5
     assert figures["samples"] == 8 and len(figures["closest_samples"]) == 5
     assert all("nearest" not in pair for pair in figures["closest_samples"])  # no corpus text
     out = capsys.readouterr().out
-    assert "| validation bits per character |" in out and "nearest:" in out
+    assert "| validation bits per character, joke by joke |" in out and "nearest:" in out
 
 
 def test_evaluate_names_missing_training_data_in_one_line(tmp_path, capsys):

@@ -30,6 +30,12 @@ def test_help_explains_every_flag(capsys):
         "--positional",
         "--clean",
         "--coordinator",
+        "--optimizer {adamw,muon}",
+        "--muon-learning-rate",
+        "--schedule {cosine,wsd}",
+        "--cooldown-fraction",
+        "--ema-decay",
+        "--time-budget",
     ):
         assert flag in text
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from training_runs import JOKES, OTHER_JOKES, run, write_jokes
+from flax import nnx
+from training_runs import JOKES, OTHER_JOKES, metrics, run, write_jokes
 
+import training.export
 from data.tokenizer import encode, end_of_joke_id
 from model.checkpoint import load_model
 from model.config import GPTConfig
+from model.gpt import GPT
 from training.config import SIZE_FLAGS, size_preset
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "punchline"
@@ -62,6 +66,36 @@ def test_fine_tuning_from_an_exported_model_learns_new_jokes(tmp_path, capsys):
     assert "--block-size cannot change when fine-tuning" in capsys.readouterr().err
     assert tuned_tokenizer.to_str() == tokenizer.to_str()  # fine-tuning keeps the tokenizer
     assert _mean_loss(tuned, tokenizer, OTHER_JOKES) < 0.5 * loss_before
+
+
+@pytest.mark.slow
+def test_a_run_that_averages_its_weights_exports_the_chosen_ones_and_says_which(
+    tmp_path, monkeypatch
+):
+    # Which weights validate better is decided by export.exported_weights (tested on its
+    # own); here it says "ema", and the exported folder must hold the average and say so.
+    monkeypatch.setattr(training.export, "exported_weights", lambda figures: "ema")
+    data = write_jokes(tmp_path, JOKES)
+    out = tmp_path / "averaged"
+    assert run(tmp_path, "--data", str(data), "--out", str(out), "--steps", "20",
+               "--ema-decay", "0.999", "--learning-rate", "1e-2", "--warmup-steps", "0",
+               "--eval-every", "10") == 0  # fmt: skip
+    records = [r for r in metrics(out) if "val_bpc" in r]
+    assert all("ema_val_bpc" in r for r in records)  # every evaluation reads both weights
+    model, _, metadata = load_model(out / "model")
+    assert metadata["exported_weights"] == "ema"
+    assert metadata["val_bpc"] == metadata["ema_val_bpc"] == round(records[-1]["ema_val_bpc"], 4)
+    assert metadata["raw_val_bpc"] == round(records[-1]["val_bpc"], 4)
+    # 20 steps at a decay of 0.999 leave the average within about 2% of the way from the
+    # initial weights to the trained ones, which moved by about 20 steps of 1e-2 each.
+    initial = nnx.state(GPT(model.config, rngs=nnx.Rngs(0)), nnx.Param)
+    moved = max(
+        float(np.abs(np.asarray(a) - np.asarray(b)).max())
+        for a, b in zip(
+            jax.tree.leaves(nnx.state(model, nnx.Param)), jax.tree.leaves(initial), strict=True
+        )
+    )
+    assert 0 < moved < 0.02 * 20 * 1e-2
 
 
 def _mean_loss(model, tokenizer, jokes: list[str]) -> float:

@@ -91,6 +91,8 @@ def test_log_eval_and_checkpoint_schedules_are_independent(tmp_path):
         (["--positional", "alibi"], "positional"),
         (["--init-from", "no/such/model"], "--init-from"),
         (["--resume"], "nothing to resume"),
+        (["--time-budget", "soon"], "--time-budget 'soon' is not a duration"),
+        (["--cooldown-fraction", "2"], "--cooldown-fraction"),
     ],
 )
 def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, capsys, args, message):

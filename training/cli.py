@@ -36,13 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         initialize_distributed(args)
         if args.resume:
-            # A resumed run keeps the configuration it started with; only --steps may
-            # change, to extend it.
+            # A resumed run keeps the configuration it started with (a budgeted one the step
+            # count it chose); only --steps may change, to extend it, ending any time budget.
             saved = saved_config(Path(config.out))
             if saved is not None:
                 config = saved
                 if args.steps is not None:
-                    config.steps = args.steps
+                    config.steps, config.time_budget = args.steps, None
         started = time.perf_counter()
         run = Run(config, resume=args.resume)
         if run.is_main:

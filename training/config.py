@@ -14,7 +14,7 @@ import dataclasses
 import os
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from model.config import PRESETS, GPTConfig
 
@@ -59,18 +59,64 @@ class TrainConfig:
         None, "dropout rate on the embeddings and residual branches while training"
     )
     positional: str | None = option(None, "positional encoding: sinusoidal, learned or rope")
+    norm: str | None = option(None, "normalisation: layernorm (GPT-2) or rmsnorm (Llama)")
+    activation: str | None = option(
+        None, "feed-forward non-linearity: gelu (GPT-2), relu2 or swiglu (Llama)"
+    )
+    qk_norm: bool | None = option(
+        None, "normalise each head's queries and keys (Qwen3); --no-qk-norm: not"
+    )
+    bias: bool | None = option(
+        None, "biases in the linear layers and layer norms (GPT-2); --no-bias: none (Llama)"
+    )
     vocab_size: int = option(4096, "tokenizer vocabulary size (byte-level BPE)")
     # Optimisation.
     steps: int = option(300, "optimizer steps in the whole run")
     batch_size: int = option(32, "jokes-blocks per step, across all devices and hosts")
-    learning_rate: float = option(2e-3, "peak learning rate (AdamW), after linear warmup")
+    time_budget: str | None = option(
+        None,
+        "train for this long instead of --steps, e.g. 90s, 30m, 1.5h: after a few warm steps "
+        "the run times one step and sets --steps so that training (compilation, steps, "
+        "evaluations and the schedule's end included; not data preparation or export) "
+        "ends on time; --resume keeps that step count (default: none, use --steps)",
+    )
+    optimizer: Literal["adamw", "muon"] = option(
+        "adamw",
+        "adamw: AdamW for every parameter; muon: Muon for the 2-D weight matrices inside the "
+        "transformer blocks (attention and feed-forward kernels), AdamW for the rest "
+        "(embeddings, norms, biases)",
+    )
+    learning_rate: float = option(
+        2e-3, "peak learning rate of AdamW (with --optimizer muon: of the non-block parameters)"
+    )
+    muon_learning_rate: float = option(
+        0.02, "peak learning rate of Muon (with --optimizer muon); momentum 0.95, Nesterov"
+    )
+    muon_weight_decay: float = option(
+        0.0,
+        "Muon's weight decay on the block matrices, multiplied by Muon's scheduled learning "
+        "rate as optax does (0.1 at a rate of 0.02 shrinks them by 0.002 per step)",
+    )
+    schedule: Literal["cosine", "wsd"] = option(
+        "cosine",
+        "learning-rate schedule after the linear warmup: cosine decay to the final rate, or "
+        "wsd (warmup-stable-decay): flat at the peak, then a linear cooldown to the final rate",
+    )
     min_lr_ratio: float = option(
-        0.1, "final learning rate as a fraction of the peak (cosine decay)"
+        0.1, "final learning rate as a fraction of the peak (end of the cosine or the cooldown)"
+    )
+    cooldown_fraction: float = option(
+        0.2, "with --schedule wsd: share of the steps, at the end, spent cooling down"
     )
     warmup_steps: int = option(30, "steps of linear learning-rate warmup")
     weight_decay: float = option(0.1, "AdamW weight decay, applied to weight matrices only")
-    grad_clip: float = option(1.0, "clip gradients to this global norm")
+    grad_clip: float = option(1.0, "clip gradients to this global norm (before either optimizer)")
     beta2: float = option(0.99, "AdamW second-moment decay")
+    ema_decay: float = option(
+        0.0,
+        "keep an exponential moving average of the weights with this decay (e.g. 0.999; "
+        "0: off); evaluations report both, the better one is exported",
+    )
     fused_attention: bool = option(True, "train with the fused attention op (same maths, faster)")
     seed: int = option(0, "random seed: same seed, data and device give the same loss curve")
     # Data preparation.
@@ -108,7 +154,19 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(steps=3000, batch_size=32, learning_rate=1e-3, warmup_steps=100, eval_every=250),
     "base": dict(steps=10000, batch_size=64, learning_rate=6e-4, warmup_steps=500, eval_every=500),
 }
-SIZE_FLAGS = ("n_layer", "n_head", "d_model", "d_ff", "block_size", "positional")
+# What the model is: its sizes and components (model/config.py); fixed when fine-tuning.
+SIZE_FLAGS = (
+    "n_layer",
+    "n_head",
+    "d_model",
+    "d_ff",
+    "block_size",
+    "positional",
+    "norm",
+    "activation",
+    "qk_norm",
+    "bias",
+)
 # The settings a --preset chooses: model sizes (model/config.py), then training settings.
 PRESET_ROWS = (*SIZE_FLAGS, "dropout", *next(iter(TRAIN_PRESETS.values())))
 
@@ -139,6 +197,9 @@ def parse_args(argv: list[str] | None, usage: str) -> tuple[TrainConfig, argpars
         )
         if kind is list or typing.get_origin(types[f.name]) is list:
             parser.add_argument(flag, nargs="+", default=[], help=text)
+        elif typing.get_origin(types[f.name]) is Literal:  # a choice: --help lists them
+            text = f"{text} (default: {getattr(defaults, f.name)})"
+            parser.add_argument(flag, choices=typing.get_args(types[f.name]), help=text)
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
         else:
@@ -195,7 +256,7 @@ def preset_table() -> str:
     lines = ["Presets (a flag given on the command line wins over its preset's value):"]
     lines.append("  " + "flag".ljust(width) + "".join(name.rjust(12) for name in values))
     for row in PRESET_ROWS:
-        cells = "".join(f"{values[name][row]:>12}" for name in values)
+        cells = "".join(f"{values[name][row]!s:>12}" for name in values)
         lines.append("  " + ("--" + row.replace("_", "-")).ljust(width) + cells)
     return "\n".join(lines)
 

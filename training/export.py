@@ -2,20 +2,24 @@
 
 The metadata says how the weights were made: the data, the training settings with every
 model size resolved, the figures at the end, and the lineage, every run that made these
-weights (a fine-tuned model's chain starts with its base model's runs).
+weights (a fine-tuned model's chain starts with its base model's runs). A run that kept a
+moving average of its weights (--ema-decay) exports whichever of the raw and the averaged
+weights validates better, and says which.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 from flax import nnx
 
 from model.checkpoint import save_model
+from training.average import averaged_model_state
 from training.config import SIZE_FLAGS, size_preset
 from training.folder import read_records
 
@@ -26,6 +30,10 @@ if TYPE_CHECKING:
 def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
     """Save the run's model, tokenizer and metadata to RUN/model; the folder's path."""
     model, _ = nnx.merge(run.graphdef, run.state)
+    weights = exported_weights(figures)
+    if weights == "ema":
+        model = nnx.merge(nnx.graphdef(model), averaged_model_state(run.graphdef, run.state))
+    figure_fields = exported_figures(figures, weights)
     config, sizes = run.config, run.model_config
     # What this run trained with, every size resolved (no None "from the preset"), and
     # the preset named only when the model really has that preset's sizes.
@@ -44,7 +52,7 @@ def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
         "clean": config.clean,
         "offensive_threshold": config.offensive_threshold,
         "git_commit": _git_commit(),
-        **{k: round(v, 4) for k, v in figures.items()},
+        **figure_fields,
     }
     metadata = {
         "sources": run.corpus.sources,
@@ -61,11 +69,31 @@ def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
         # Every run that made these weights, oldest first: the base model's chain is
         # copied in, so it stays known when the base folder is gone.
         "lineage": [*(run.base_metadata or {}).get("lineage", []), this_run],
-        **{k: round(v, 4) for k, v in figures.items()},
+        **figure_fields,
     }
     return save_model(
         model, run.corpus.tokenizer, run.folder / "model", metadata, dtype=config.export_dtype
     )
+
+
+def exported_weights(figures: dict[str, float]) -> str:
+    """ "ema" when the weights' moving average has the lower validation bits per character,
+    else "raw" (also when the run kept no average)."""
+    return "ema" if figures.get("ema_val_bpc", math.inf) < figures["val_bpc"] else "raw"
+
+
+def exported_figures(figures: dict[str, float], weights: str) -> dict[str, Any]:
+    """The metadata's figures: which weights were exported, val_* of those weights, and with
+    an average both sets, as raw_val_* and ema_val_*."""
+    raw = {name: value for name, value in figures.items() if not name.startswith("ema_")}
+    ema = {name[4:]: value for name, value in figures.items() if name.startswith("ema_")}
+    chosen = ema if weights == "ema" else raw
+    fields: dict[str, Any] = {"exported_weights": weights}
+    fields.update({name: round(value, 4) for name, value in chosen.items()})
+    if ema:
+        fields.update({f"raw_{k}": round(v, 4) for k, v in raw.items()})
+        fields.update({f"ema_{k}": round(v, 4) for k, v in ema.items()})
+    return fields
 
 
 def plot_loss_curve(folder: Path) -> Path:

@@ -2,8 +2,10 @@
 
 `Run(config, resume)` sets everything up (the folder, the base model when fine-tuning, the
 data, the devices, the state, restored from the latest checkpoint on --resume); `Run.train()`
-trains to `config.steps`, logging, evaluating and checkpointing on their own schedules, and
-returns the final validation figures. Ctrl-C finishes the current step, saves and stops.
+trains to `config.steps` (with --time-budget, first sets it to the steps that fit: see
+training/budget.py), logging, evaluating (with --ema-decay the weights' average too) and
+checkpointing on their own schedules, and returns the final validation figures. Ctrl-C
+finishes the current step, saves and stops.
 """
 
 from __future__ import annotations
@@ -20,17 +22,19 @@ from flax import nnx
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from data import CleaningConfig, Corpus, prepare_corpus, train_batch
+from data import Batch, CleaningConfig, Corpus, prepare_corpus, train_batch
 from data.tokenizer import decode, end_of_joke_id, load_tokenizer
 from model.checkpoint import CheckpointError, load_model
 from model.config import PRESETS
 from model.generate import Generator, SamplingSettings
 from model.gpt import GPT, count_parameters
+from training.average import averaged_model_state
+from training.budget import chosen_steps, fit_to_budget, parse_duration
 from training.config import TrainConfig, TrainError, model_config
 from training.distributed import DataParallel, main_process_first, process_rows
 from training.evaluation import validation_figures
 from training.folder import append_record, drop_records_after, prepare_folder
-from training.optimizer import make_optimizer
+from training.optimizer import check_settings, make_optimizer
 from training.state import Checkpoints, check_disk_space
 from training.steps import make_eval_step, make_train_step, model_state
 
@@ -42,7 +46,11 @@ class Run:
         self.config = config
         self.folder = Path(config.out)
         self.is_main = jax.process_index() == 0
+        check_settings(config)
+        self.budget_s = parse_duration(config.time_budget)  # None: train config.steps
         prepare_folder(self.folder, config, resume)
+        if resume and self.budget_s is not None and (chosen := chosen_steps(self.folder)):
+            config.steps, self.budget_s = chosen, None  # chosen when the run started: keep it
         # Process 0 trains the tokenizer, fills the data cache and writes tokenizer.json;
         # the other processes then read those files instead of racing it for them.
         with main_process_first("data prepared"):
@@ -61,10 +69,7 @@ class Run:
         if base_model is not None:
             # Fine-tuning: start from the trained weights (same shapes, checked at load).
             nnx.update(model, nnx.state(base_model, nnx.Param))
-        optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
-        self.graphdef, state = nnx.split((model, optimizer))
-        self.state = jax.device_put(state, self.parallel.replicated)
-        self.train_step = make_train_step(self.graphdef, config.fused_attention)
+        self.start_optimizer(model)
         self.eval_step = make_eval_step(nnx.graphdef(model), config.fused_attention)
         self.generator = Generator(model, end_of_joke_id(self.corpus.tokenizer))
         self.n_params = count_parameters(model)
@@ -72,6 +77,14 @@ class Run:
         self.checkpoints = Checkpoints(self.folder)
         if resume:
             self.restore()
+
+    def start_optimizer(self, model: GPT) -> None:
+        """A fresh optimizer for `model`, the training state of the pair and its compiled step
+        (again when a time budget has set config.steps: the schedule is part of the step)."""
+        optimizer = nnx.Optimizer(model, make_optimizer(self.config), wrt=nnx.Param)
+        self.graphdef, state = nnx.split((model, optimizer))
+        self.state = jax.device_put(state, self.parallel.replicated)
+        self.train_step = make_train_step(self.graphdef, self.config.fused_attention)
 
     # --- the base model, the data and the checkpoints
 
@@ -122,17 +135,30 @@ class Run:
 
     # --- evaluation and logging
 
-    def evaluate(self) -> dict[str, float]:
-        """Validation loss (nats/token), perplexity and bits per character."""
-        return validation_figures(
-            self.eval_step,
-            model_state(self.state),
-            self.corpus.val,
-            self.config.batch_size,
-            self.model_config.block_size,
-            self.config.eval_tokens or None,
-            place=lambda rows: self.parallel.shard(process_rows(rows)),
-        )
+    def evaluate(
+        self, state: nnx.State | None = None, max_tokens: int | None = None
+    ) -> dict[str, float]:
+        """Validation loss (nats/token), perplexity and bits per character of a training
+        state (the run's own by default), and with --ema-decay of its weights' average too
+        (the same figures, prefixed ema_)."""
+        state = self.state if state is None else state
+
+        def figures(weights: nnx.State) -> dict[str, float]:
+            return validation_figures(
+                self.eval_step,
+                weights,
+                self.corpus.val,
+                self.config.batch_size,
+                self.model_config.block_size,
+                max_tokens or self.config.eval_tokens or None,
+                place=lambda rows: self.parallel.shard(process_rows(rows)),
+            )
+
+        result = figures(model_state(state))
+        averaged = averaged_model_state(self.graphdef, state)
+        if averaged is not None:
+            result.update({f"ema_{name}": value for name, value in figures(averaged).items()})
+        return result
 
     def samples(self) -> list[str]:
         model, _ = nnx.merge(self.graphdef, self.state)
@@ -147,8 +173,8 @@ class Run:
         if self.is_main:
             append_record(self.folder, record)
 
-    def local_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """This process's rows of the training batch of `step`: x and y, (rows, T) each."""
+    def local_batch(self, step: int) -> Batch:
+        """This process's rows of the training batch of `step`, each array (rows, T)."""
         return train_batch(
             self.corpus.train,
             step,
@@ -159,13 +185,22 @@ class Run:
             process_count=jax.process_count(),
         )
 
+    def advance(self, state: nnx.State, step: int) -> tuple[nnx.State, dict[str, jax.Array]]:
+        """`state` after the training step `step` (its batch and dropout noise depend on the
+        seed and the step alone), and the step's metrics. `state` is donated: use the result."""
+        batch = Batch(*(self.parallel.shard(rows) for rows in self.local_batch(step)))
+        key = jax.random.fold_in(jax.random.key(self.config.seed), step)  # dropout noise
+        return self.train_step(state, batch, key)
+
     # --- the loop
 
     def train(self) -> dict[str, float]:
         config = self.config
-        check_disk_space(self.folder, self.n_params)
+        check_disk_space(self.folder, self.n_params, average=config.ema_decay > 0)
+        if self.budget_s is not None:  # a new budgeted run: how many steps fit?
+            config.steps = fit_to_budget(self, self.budget_s, started=time.perf_counter())
+            self.start_optimizer(nnx.merge(self.graphdef, self.state)[0])  # its schedule
         tokens_per_step = config.batch_size * self.model_config.block_size
-        base_key = jax.random.key(config.seed)
         progress = tqdm(
             total=config.steps,
             initial=self.step,
@@ -186,9 +221,7 @@ class Run:
         previous_handler = signal.signal(signal.SIGINT, on_sigint)
         try:
             while self.step < config.steps and not interrupted:
-                x, y = (self.parallel.shard(rows) for rows in self.local_batch(self.step))
-                key = jax.random.fold_in(base_key, self.step)  # dropout noise of this step
-                self.state, metrics = self.train_step(self.state, x, y, key)
+                self.state, metrics = self.advance(self.state, self.step)
                 window_losses.append(metrics["loss"])
                 self.step += 1
                 progress.update(1)

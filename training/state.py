@@ -1,7 +1,8 @@
 """The training state on disk: Orbax checkpoints in RUN/state, and room for them.
 
-A checkpoint holds the whole training state (model parameters + optimizer state, replicated
-on every device) and the step it was saved after. The last two are kept; a resumed run starts
+A checkpoint holds the whole training state (model parameters + optimizer state, with the
+weights' moving average when --ema-decay keeps one, replicated on every device) and the step
+it was saved after. The last two are kept; a resumed run starts
 from the latest one. Orbax writes a checkpoint into a temporary folder and renames it when
 complete, so a run killed while saving leaves the previous checkpoint as the latest.
 """
@@ -17,7 +18,8 @@ from flax import nnx
 
 from training.config import TrainError
 
-BYTES_PER_PARAMETER_CHECKPOINT = 4 * 3  # float32 weights + two Adam moments
+BYTES_PER_PARAMETER_CHECKPOINT = 4 * 3  # float32 weights + two Adam moments (Muon keeps one)
+BYTES_PER_PARAMETER_AVERAGE = 4  # --ema-decay: a float32 moving average of the weights
 # Orbax's metadata per checkpoint (about 0.1 MB for the tiny preset), and the run folder's
 # other files: tokenizer, metrics, loss curve, data report.
 CHECKPOINT_OVERHEAD_BYTES = 1_000_000
@@ -67,9 +69,9 @@ class Checkpoints:
         self.manager.wait_until_finished()
 
 
-def check_disk_space(folder: Path, n_params: int) -> None:
+def check_disk_space(folder: Path, n_params: int, average: bool = False) -> None:
     """Fail now, not hours from now, if the checkpoints will not fit on the disk."""
-    needed = disk_space_needed(n_params)
+    needed = disk_space_needed(n_params, average)
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise TrainError(
@@ -78,8 +80,10 @@ def check_disk_space(folder: Path, n_params: int) -> None:
         )
 
 
-def disk_space_needed(n_params: int) -> int:
+def disk_space_needed(n_params: int, average: bool = False) -> int:
     """Bytes a run of a model this size needs in its folder, counted generously: two kept
-    checkpoints and a third being written, the exported model (float32 at most), small files."""
-    checkpoint = n_params * BYTES_PER_PARAMETER_CHECKPOINT + CHECKPOINT_OVERHEAD_BYTES
+    checkpoints (with the weights' average if `average`) and a third being written, the
+    exported model (float32 at most), small files."""
+    per_parameter = BYTES_PER_PARAMETER_CHECKPOINT + average * BYTES_PER_PARAMETER_AVERAGE
+    checkpoint = n_params * per_parameter + CHECKPOINT_OVERHEAD_BYTES
     return 3 * checkpoint + n_params * 4 + FOLDER_OVERHEAD_BYTES

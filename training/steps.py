@@ -18,27 +18,27 @@ import jax
 import optax
 from flax import nnx
 
+from data.packing import Batch
 from model.gpt import GPT
-from model.loss import cross_entropy, masked_nll
+from model.loss import batch_nll
 
-# (state, x, y, dropout key) -> (new state, {"loss", "grad_norm"}); x and y are (B, T) int32.
-TrainStep = Callable[
-    [nnx.State, jax.Array, jax.Array, jax.Array], tuple[nnx.State, dict[str, jax.Array]]
-]
-# (model state, x, y, mask) -> (summed NLL, number of targets); mask is (B, T), 1 on targets.
-EvalStep = Callable[[nnx.State, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+# (state, batch, dropout key) -> (new state, {"loss", "grad_norm"}); the batch's arrays are
+# (B, T) int32 (data/packing.py).
+TrainStep = Callable[[nnx.State, Batch, jax.Array], tuple[nnx.State, dict[str, jax.Array]]]
+# (model state, batch) -> (summed NLL, number of targets), padding left out.
+EvalStep = Callable[[nnx.State, Batch], tuple[jax.Array, jax.Array]]
 
 
 def make_train_step(graphdef: nnx.GraphDef, fused: bool) -> TrainStep:
     """One compiled optimizer step; `graphdef` is that of the (model, optimizer) pair."""
 
-    def train_step(state, x, y, key):
+    def train_step(state, batch, key):
         model, optimizer = nnx.merge(graphdef, state)
         model.train()  # dropout on (a trace-time switch: the compiled step always drops)
 
         def loss_fn(model: GPT) -> jax.Array:
-            logits, _ = model(x, rngs=nnx.Rngs(dropout=key), fused=fused)  # (B, T, V)
-            return cross_entropy(logits, y).mean()
+            nll, count = batch_nll(model, batch, fused, rngs=nnx.Rngs(dropout=key))
+            return nll / count  # mean over the real targets, padding left out
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         optimizer.update(model, grads)
@@ -52,10 +52,10 @@ def make_train_step(graphdef: nnx.GraphDef, fused: bool) -> TrainStep:
 def make_eval_step(graphdef: nnx.GraphDef, fused: bool) -> EvalStep:
     """One compiled evaluation batch; `graphdef` is that of the model alone."""
 
-    def eval_step(state, x, y, mask):
+    def eval_step(state, batch):
         model = nnx.merge(graphdef, state)
         model.eval()  # dropout off
-        return masked_nll(model, x, y, mask, fused)
+        return batch_nll(model, batch, fused)
 
     return jax.jit(eval_step)
 

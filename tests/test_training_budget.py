@@ -1,0 +1,112 @@
+"""training/budget.py: --time-budget's durations, the step count it chooses, and a budgeted run
+that ends on time and keeps its step count when resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from training_runs import JOKES, OTHER_JOKES, metrics, run, write_jokes
+
+import training.budget
+import training.run
+from model.checkpoint import load_model
+from training.budget import Timings, parse_duration, steps_within
+from training.config import TrainError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("30m", 1800), ("1h", 3600), ("1.5h", 5400), ("1h30m", 5400), (" 2M ", 120)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30", "30x", "m", "-5m", "1.2.3h", "half an hour", "0s", ""])
+def test_a_bad_duration_names_the_flag_and_the_fix(text):
+    with pytest.raises(TrainError) as error:
+        parse_duration(text)
+    message = str(error.value)
+    assert message.startswith("--time-budget") and "e.g. 90s, 30m" in message
+    assert "\n" not in message
+
+
+def test_no_budget_is_no_duration():
+    assert parse_duration(None) is None
+
+
+def test_the_steps_fill_what_the_budget_leaves():
+    timings = Timings(compile_s=5.0, step_s=0.1, eval_s=1.0)
+    # 100 s - 10 spent - 5 to compile again - 1 for the final evaluation = 84 s, at 0.1 s a
+    # step plus an evaluation (1 s) every 10 steps: 0.2 s a step.
+    assert steps_within(100.0, 10.0, timings, eval_every=10) == 420
+    assert steps_within(10.0, 12.0, timings, eval_every=10) == 1  # spent already: one step
+
+
+@pytest.mark.slow
+def test_a_budgeted_run_ends_near_its_budget(tmp_path, monkeypatch, capsys):
+    budget = 30.0
+    data = write_jokes(tmp_path, JOKES + OTHER_JOKES)
+    out = tmp_path / "budgeted"
+    seconds = {}
+    real_train = training.run.Run.train
+
+    def timed_train(self):  # the budget covers Run.train: compilation, steps, evaluations
+        started = time.perf_counter()
+        try:
+            return real_train(self)
+        finally:
+            seconds["train"] = time.perf_counter() - started
+
+    monkeypatch.setattr(training.run.Run, "train", timed_train)
+    # A budget assumes steps of a steady cost: the first 16 batches over and over keep the
+    # data's share of it steady whatever the step (a batch stays a function of the step).
+    real_batch = training.run.train_batch
+    monkeypatch.setattr(
+        training.run,
+        "train_batch",
+        lambda stream, step, *a, **k: real_batch(stream, step % 16, *a, **k),
+    )
+    assert run(tmp_path, "--data", str(data), "--out", str(out), "--time-budget", "30s",
+               "--schedule", "wsd", "--eval-every", "100") == 0  # fmt: skip
+    chosen = json.loads((out / "budget.json").read_text())["steps"]
+    assert f"training for {chosen} steps" in capsys.readouterr().out
+    assert metrics(out)[-1]["step"] == chosen > 20
+    _, _, metadata = load_model(out / "model")
+    assert metadata["steps"] == metadata["train_config"]["steps"] == chosen
+    # A shared two-core machine times its steps roughly: near the budget, not to the second.
+    assert 0.5 * budget < seconds["train"] < 1.5 * budget
+
+
+@pytest.mark.slow
+def test_resuming_a_budgeted_run_keeps_its_step_count(tmp_path, monkeypatch):
+    data = write_jokes(tmp_path, JOKES + OTHER_JOKES)
+    out = tmp_path / "budgeted"
+    # A made-up 5 s a step: a one-minute budget holds 11 steps, however fast this machine is.
+    monkeypatch.setattr(training.budget, "measure", lambda run: Timings(0.0, 5.0, 0.0))
+    real_batch = training.run.train_batch
+
+    def interrupt_at_step_6(*args, **kwargs):
+        if args[1] == 6:
+            os.kill(os.getpid(), signal.SIGINT)  # like Ctrl-C: finish the step, save, stop
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(training.run, "train_batch", interrupt_at_step_6)
+    assert run(tmp_path, "--data", str(data), "--out", str(out), "--time-budget", "1m",
+               "--log-every", "1", "--checkpoint-every", "3") == 130  # fmt: skip
+    assert json.loads((out / "budget.json").read_text())["steps"] == 11
+    assert metrics(out)[-1]["step"] == 7
+
+    def no_timing(run):
+        raise AssertionError("a resumed budgeted run must keep its step count, not time again")
+
+    monkeypatch.setattr(training.budget, "measure", no_timing)
+    monkeypatch.setattr(training.run, "train_batch", real_batch)
+    assert run(tmp_path, "--out", str(out), "--resume") == 0
+    assert [r["step"] for r in metrics(out)] == list(range(1, 12))
+    _, _, metadata = load_model(out / "model")
+    assert metadata["steps"] == metadata["train_config"]["steps"] == 11
