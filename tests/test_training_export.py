@@ -31,9 +31,10 @@ def test_the_shipped_model_metadata_describes_it_truthfully():
     for name in SIZE_FLAGS:
         assert recorded[name] == config[name]
     chain = metadata["lineage"]
-    assert chain[0]["init_from"] is None  # trained from scratch first, then fine-tuned
-    assert chain[-1]["steps"] == metadata["steps"] and len(chain) == 2
-    assert sum(r["steps"] for r in chain) == 3500
+    assert chain[0]["init_from"] is None  # trained from scratch first, then fine-tuned twice
+    assert chain[-1]["steps"] == metadata["steps"] and len(chain) == 3
+    assert sum(r["steps"] for r in chain) == 4500
+    assert chain[-1]["init_from"] == "checkpoints/punchline"  # the previous shipped model
 
 
 @pytest.mark.slow
