@@ -45,8 +45,16 @@ def test_unknown_choices_are_refused_in_one_line_naming_the_field(overrides, mes
         dataclasses.replace(SMALL, **overrides).validate()
 
 
+# config.json of the model shipped before the new fields existed (git 1eff185).
+OLD_CONFIG = {
+    "vocab_size": 4096, "block_size": 128, "n_layer": 4, "n_head": 4, "d_model": 256,
+    "d_ff": 1024, "dropout": 0.1, "positional": "learned", "rope_base": 10000.0,
+    "tie_embeddings": True, "layer_norm_eps": 1e-05, "init_std": 0.02,
+}  # fmt: skip
+
+
 def test_a_config_json_from_before_the_new_fields_is_the_classic_model():
-    old = json.loads((SHIPPED / "config.json").read_text())
+    old = dict(OLD_CONFIG)
     assert not set(ADDED_FIELDS) & set(old)  # written before these fields existed
     config = GPTConfig.from_dict(old)
     assert (config.norm, config.activation, config.qk_norm, config.bias) == (

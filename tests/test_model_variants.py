@@ -1,5 +1,5 @@
-"""Every combination of the optional components: the prefill + decode path gives the logits
-of the full forward pass, and a model folder round trip is bit-identical."""
+"""Combinations of the optional components: the prefill + decode path gives the logits of the
+full forward pass, and a model folder round trip is bit-identical."""
 
 from __future__ import annotations
 
@@ -20,14 +20,18 @@ from model.gpt import GPT
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "punchline"
 BASE = GPTConfig(vocab_size=400, block_size=12, n_layer=2, n_head=2, d_model=16, d_ff=32)
-# (norm, activation, qk_norm, bias, positional): all 72 of them.
-COMBINATIONS = list(
+# (norm, activation, qk_norm, bias, positional): 72 in all. Every fifth of them (5 is prime to
+# each axis' length, so every value of every axis occurs, in changing company) and the three
+# that standard architectures name keep the suite within its time.
+EVERY = list(
     itertools.product(NORM_KINDS, ACTIVATION_KINDS, (False, True), (True, False), POSITIONAL_KINDS)
 )
 GPT2 = ("layernorm", "gelu", False, True, "learned")
 LLAMA = ("rmsnorm", "swiglu", False, False, "rope")
 QWEN3 = ("rmsnorm", "swiglu", True, False, "rope")
-assert {GPT2, LLAMA, QWEN3} <= set(COMBINATIONS)
+COMBINATIONS = sorted({*EVERY[::5], GPT2, LLAMA, QWEN3})
+for axis in range(5):
+    assert {c[axis] for c in COMBINATIONS} == {c[axis] for c in EVERY}
 
 
 def combination_id(combination: tuple) -> str:

@@ -63,11 +63,9 @@ class TrainConfig:
     activation: str | None = option(
         None, "feed-forward non-linearity: gelu (GPT-2), relu2 or swiglu (Llama)"
     )
-    qk_norm: bool | None = option(
-        None, "normalise each head's queries and keys (Qwen3); --no-qk-norm: not"
-    )
+    qk_norm: bool | None = option(None, "normalise each head's queries and keys (Qwen3)")
     bias: bool | None = option(
-        None, "biases in the linear layers and layer norms (GPT-2); --no-bias: none (Llama)"
+        None, "biases in the linear layers and layer norms (GPT-2), or none (Llama)"
     )
     vocab_size: int = option(4096, "tokenizer vocabulary size (byte-level BPE)")
     # Optimisation.
