@@ -50,7 +50,7 @@ from model.host_memory import reuse_freed_memory
 from model.loss import loss_figures
 from training import cli
 from training.average import averaged_model_state
-from training.budget import TIMED_STEPS, WARM_STEPS, Timings, steps_within
+from training.budget import Timings, steps_within, time_steps
 from training.config import TrainConfig, parse_args
 from training.distributed import process_rows
 from training.run import Run
@@ -143,19 +143,6 @@ def joke_by_joke(
         total, count = total + nll, count + n
     figures = loss_figures(total, count, joke_chars(stream, block, cap))
     return {"bpc": figures["val_bpc"], "loss": figures["val_loss"]}
-
-
-def time_steps(step: Callable[[int], None], sync: Sync) -> tuple[float, float]:
-    """(compile or warm-up seconds, seconds a step) of a throwaway copy, as training/budget.py
-    times a budgeted run: WARM_STEPS to compile and warm up, then TIMED_STEPS timed."""
-    times = [time.perf_counter()]
-    for steps in (range(WARM_STEPS), range(WARM_STEPS, WARM_STEPS + TIMED_STEPS)):
-        for index in steps:
-            step(index)
-        sync()
-        times.append(time.perf_counter())
-    step_s = (times[2] - times[1]) / TIMED_STEPS
-    return max(0.0, times[1] - times[0] - WARM_STEPS * step_s), step_s
 
 
 def train_project(

@@ -15,6 +15,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,19 +72,28 @@ def steps_within(budget_s: float, spent_s: float, timings: Timings, eval_every: 
     return max(1, math.floor(left / per_step))
 
 
+def time_steps(step: Callable[[int], None], sync: Callable[[], None]) -> tuple[float, float]:
+    """(compile or warm-up seconds, seconds a step) of `step(0)`, `step(1)`, ...: WARM_STEPS to
+    compile and warm up, then TIMED_STEPS timed; `sync` waits for the work dispatched so far."""
+    times = [time.perf_counter()]
+    for steps in (range(WARM_STEPS), range(WARM_STEPS, WARM_STEPS + TIMED_STEPS)):
+        for index in steps:
+            step(index)
+        sync()
+        times.append(time.perf_counter())
+    step_s = (times[2] - times[1]) / TIMED_STEPS
+    return max(0.0, times[1] - times[0] - WARM_STEPS * step_s), step_s
+
+
 def measure(run: Run) -> Timings:
     """Time the run's compiled step and evaluation on a copy of its state (left untouched)."""
-    trial = jax.tree.map(jnp.copy, run.state)  # the step donates its input: not run.state
-    started = time.perf_counter()
-    for step in range(WARM_STEPS):
-        trial, _ = run.advance(trial, step)
-    jax.block_until_ready(trial)
-    warm = time.perf_counter()
-    for step in range(WARM_STEPS, WARM_STEPS + TIMED_STEPS):
-        trial, _ = run.advance(trial, step)
-    jax.block_until_ready(trial)
-    step_s = (time.perf_counter() - warm) / TIMED_STEPS
-    compile_s = max(0.0, warm - started - WARM_STEPS * step_s)
+    states = [jax.tree.map(jnp.copy, run.state)]  # the step donates its input: not run.state
+
+    def step(index: int) -> None:
+        states.append(run.advance(states.pop(), index)[0])
+
+    compile_s, step_s = time_steps(step, lambda: jax.block_until_ready(states))
+    trial = states[0]
 
     # An evaluation's time grows with its tokens: time one batch's worth (after compiling it
     # once) and scale up to the tokens each evaluation reads.
