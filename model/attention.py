@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from model.config import GPTConfig
+from model.knockout import switch_off
 from model.normalization import make_norm
 from model.positional import apply_rope
 
@@ -127,7 +128,7 @@ class MultiHeadAttention(nnx.Module):
             heads = apply_rope(heads, positions, self.rope_base)  # only queries and keys rotate
         return heads
 
-    def _merge_heads(self, heads: jax.Array) -> jax.Array:
+    def merge_heads(self, heads: jax.Array) -> jax.Array:
         """Concatenate the heads and mix them: (batch, T, heads, d_head) -> (batch, T, d_model)."""
         batch, length, _, _ = heads.shape
         return self.output(heads.reshape(batch, length, self.n_head * self.d_head))
@@ -144,16 +145,37 @@ class MultiHeadAttention(nnx.Module):
     def _attend(
         self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, fused: bool
     ) -> tuple[jax.Array, jax.Array | None]:
-        """The formula above over a whole sequence: output (batch, T, d_model) and weights."""
+        """The formula above over a whole sequence: each head's output and the weights."""
         if fused:
             # The same formula in one XLA op (flash-style on GPU); tests check it matches.
-            attended = jax.nn.dot_product_attention(q, k, v, mask=mask)  # (b, T, h, d_head)
-            return self._merge_heads(attended), None
+            return jax.nn.dot_product_attention(q, k, v, mask=mask), None  # (b, T, h, d_head)
         weights = attention_weights(q, k, mask)  # (b, h, T, T)
-        return self._merge_heads(mix_values(weights, v)), weights
+        return mix_values(weights, v), weights
+
+    def head_outputs(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        mask: jax.Array,
+        *,
+        fused: bool = False,
+        knockout: tuple[jax.Array, jax.Array] | None = None,
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """Each head's output before the heads are mixed, (batch, T, heads, d_head), with the
+        heads in `knockout` (this layer's part of a model.knockout.HeadKnockout) switched
+        off, and the weights (batch, heads, T, T), or None on the fused path."""
+        q, k, v = self._project(x, positions)  # (batch, T, heads, d_head) each
+        heads, weights = self._attend(q, k, v, mask, fused)
+        return switch_off(heads, knockout), weights
 
     def __call__(
-        self, x: jax.Array, positions: jax.Array, mask: jax.Array, *, fused: bool = False
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        mask: jax.Array,
+        *,
+        fused: bool = False,
+        knockout: tuple[jax.Array, jax.Array] | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         """Attention over a whole sequence. x: (batch, T, d_model); positions: (T,) or
         (batch, T); mask: which keys each query may see, (T, T) or (batch, 1, T, T).
@@ -161,11 +183,15 @@ class MultiHeadAttention(nnx.Module):
         Returns the output (batch, T, d_model) and the weights (batch, heads, T, T), or
         None for the weights on the fused path, which never materialises them.
         """
-        q, k, v = self._project(x, positions)  # (batch, T, heads, d_head) each
-        return self._attend(q, k, v, mask, fused)
+        heads, weights = self.head_outputs(x, positions, mask, fused=fused, knockout=knockout)
+        return self.merge_heads(heads), weights
 
     def prefill(
-        self, x: jax.Array, positions: jax.Array, cache_size: int
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        cache_size: int,
+        knockout: tuple[jax.Array, jax.Array] | None = None,
     ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
         """Attention over a whole prompt that also returns its keys and values as a cache.
 
@@ -175,13 +201,18 @@ class MultiHeadAttention(nnx.Module):
         (batch, heads, cache_size, d_head): slots 0..T-1 hold the prompt, the rest zeros.
         """
         q, k, v = self._project(x, positions)  # (batch, T, heads, d_head) each
-        output, weights = self._attend(q, k, v, causal_mask(positions, positions), fused=False)
+        heads, weights = self._attend(q, k, v, causal_mask(positions, positions), fused=False)
+        output = self.merge_heads(switch_off(heads, knockout))
         empty = [(0, 0), (0, 0), (0, cache_size - x.shape[1]), (0, 0)]  # after the T positions
         cache = (jnp.pad(to_cache_layout(k), empty), jnp.pad(to_cache_layout(v), empty))
         return output, weights, cache
 
     def decode(
-        self, x: jax.Array, position: jax.Array, cache: tuple[jax.Array, jax.Array]
+        self,
+        x: jax.Array,
+        position: jax.Array,
+        cache: tuple[jax.Array, jax.Array],
+        knockout: tuple[jax.Array, jax.Array] | None = None,
     ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
         """Attention for ONE new token, reusing the keys and values of earlier tokens.
 
@@ -200,4 +231,4 @@ class MultiHeadAttention(nnx.Module):
         mask = causal_mask(positions, jnp.arange(cached_k.shape[2]))  # (1, block_size)
         weights = attention_weights(q, from_cache_layout(cached_k), mask)  # (b, h, 1, block)
         attended = mix_values(weights, from_cache_layout(cached_v))  # (batch, 1, heads, d_head)
-        return self._merge_heads(attended), weights, (cached_k, cached_v)
+        return self.merge_heads(switch_off(attended, knockout)), weights, (cached_k, cached_v)

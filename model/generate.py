@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import jax
@@ -33,7 +33,8 @@ import numpy as np
 from flax import nnx
 
 from model.gpt import GPT
-from model.sampling import sample_token, top_candidates
+from model.knockout import HeadKnockout, no_knockout
+from model.sampling import sample_token, sampling_probabilities, softmax, top_candidates
 
 CANDIDATES = 5  # how many of the model's most likely next tokens each step reports
 
@@ -52,9 +53,11 @@ class Step:
     """What happened at one position of the sequence.
 
     `token` is the token fed at `position`; `attention` is its attention over all
-    earlier positions, (layers, heads, position + 1). For generated tokens,
-    `candidates`/`probabilities` are the model's top choices for this position
-    (computed at the previous step) and `sampled` is True.
+    earlier positions, (layers, heads, position + 1). For generated tokens `sampled` is
+    True, `candidates`/`probabilities` are the model's top choices for this position
+    (computed at the previous step), `sampling` their probabilities after temperature,
+    top-k and top-p, and `chosen_probability` the model's probability of `token` (which
+    may be outside the candidates). `forced`: the token was imposed, not drawn (a branch).
     """
 
     position: int
@@ -63,6 +66,9 @@ class Step:
     sampled: bool
     candidates: np.ndarray | None = None
     probabilities: np.ndarray | None = None
+    sampling: np.ndarray | None = None
+    chosen_probability: float | None = None
+    forced: bool = False
 
 
 @dataclass
@@ -73,6 +79,9 @@ class Generation:
     prompt_length: int  # start token + prompt tokens
     attention: np.ndarray  # (layers, heads, T, T) over the whole sequence
     candidates: list[tuple[list[int], list[float]]]  # per generated token: top ids, probs
+    sampling: list[list[float]]  # per generated token: the candidates' sampling probabilities
+    chosen_probabilities: list[float]  # per generated token: the model's p of the written one
+    forced: list[bool]  # per generated token: imposed by a branch rather than drawn
     ended: bool  # True if the model chose to end the joke (end-of-joke token)
     trimmed: int  # prompt tokens dropped from the left to fit the context
 
@@ -90,6 +99,9 @@ class Generation:
             prompt_length=prefix_length,
             attention=attention_matrix(steps),
             candidates=[(s.candidates.tolist(), s.probabilities.tolist()) for s in generated],
+            sampling=[s.sampling.tolist() for s in generated],
+            chosen_probabilities=[float(s.chosen_probability) for s in generated],
+            forced=[s.forced for s in generated],
             ended=len(generated) < budget,
             trimmed=len(prompt_ids) + 1 - prefix_length,
         )
@@ -148,26 +160,42 @@ class Generator:
             # The joke's key, folded with the position: each position draws its own noise.
             return jax.random.gumbel(jax.random.fold_in(key, position), logits.shape)
 
-        def prefill(weights, tokens, length, key):
+        # Both take a knockout (model/knockout.py): with every head on, the default, it
+        # selects each head's own output, so jokes are bit for bit those of a model without.
+        def prefill(weights, tokens, length, key, knockout):
             decoder = nnx.merge(graphdef, jax.tree.unflatten(structure, weights))
-            logits, attention, cache = decoder.prefill(tokens, length)
+            logits, attention, cache = decoder.prefill(tokens, length, knockout)
             return logits, noise_at(key, length - 1, logits), attention, cache
 
-        def step(weights, token, position, cache, key):
+        def step(weights, token, position, cache, key, knockout):
             decoder = nnx.merge(graphdef, jax.tree.unflatten(structure, weights))
-            logits, attention, cache = decoder.decode_step(token, position, cache)
+            logits, attention, cache = decoder.decode_step(token, position, cache, knockout)
             return logits, noise_at(key, position, logits), attention, cache
 
         self._prefill = jax.jit(prefill)
         # The cache is donated: XLA updates it in place instead of copying it each step.
         self._step = jax.jit(step, donate_argnums=3)
+        self.all_heads = no_knockout(self.config)
 
     def prefill_length(self, prefix_length: int) -> int:
         """The fixed length a prefix is padded to for the prefill (see `prefill_lengths`)."""
         return next(n for n in prefill_lengths(self.config.block_size) if n >= prefix_length)
 
-    def stream(self, prompt_ids: list[int], settings: SamplingSettings) -> Iterator[Step]:
-        """Yield a Step for the start token, each prompt token, then each new token."""
+    def stream(
+        self,
+        prompt_ids: list[int],
+        settings: SamplingSettings,
+        knockout: HeadKnockout | None = None,
+        forced: Sequence[int] = (),
+    ) -> Iterator[Step]:
+        """Yield a Step for the start token, each prompt token, then each new token.
+
+        knockout: heads switched off while writing (None: all on). forced: the first new
+        tokens, imposed instead of drawn (a branch replays a joke up to its fork, then takes
+        another token); the tokens after them are drawn with the joke's own noise, so a
+        branch of a joke that forces the joke's own tokens writes the joke itself.
+        """
+        knockout = self.all_heads if knockout is None else knockout
         block = self.config.block_size
         # The end-of-joke token also opens every joke: the model learned to start after it.
         # It is always kept; a long prompt loses its first tokens instead.
@@ -181,7 +209,9 @@ class Generator:
         # padding changes nothing). NumPy inputs travel with the call: no separate transfer.
         tokens = np.full((1, self.prefill_length(len(prefix))), self.end_of_joke, np.int32)
         tokens[0, : len(prefix)] = prefix
-        logits, noise, attention, cache = self._prefill(weights, tokens, np.int32(len(prefix)), key)
+        logits, noise, attention, cache = self._prefill(
+            weights, tokens, np.int32(len(prefix)), key, knockout
+        )
         # Index on the host (np.asarray first): indexing a jax.Array would run one more op.
         rows = np.asarray(attention)[0]  # (layers, heads, T, T)
         for position, token in enumerate(prefix):
@@ -189,15 +219,20 @@ class Generator:
         for position in range(len(prefix), len(prefix) + budget):
             # `logits` and `noise` are the previous position's: they choose this token.
             scores = np.asarray(logits)[0]  # (V,)
-            chosen = sample_token(
-                scores, np.asarray(noise)[0], settings.temperature, settings.top_k, settings.top_p
-            )
+            t, k, p = settings.temperature, settings.top_k, settings.top_p
+            index = position - len(prefix)
+            is_forced = index < len(forced)
+            if is_forced:
+                chosen = int(forced[index])
+            else:
+                chosen = sample_token(scores, np.asarray(noise)[0], t, k, p)
             if chosen == self.end_of_joke:
                 return
             candidates, probabilities = top_candidates(scores, CANDIDATES)
+            model_probabilities = softmax(scores)  # (V,)
             token = np.array([chosen], dtype=np.int32)
             logits, noise, attention, cache = self._step(
-                weights, token, np.int32(position), cache, key
+                weights, token, np.int32(position), cache, key, knockout
             )
             yield Step(
                 position=position,
@@ -206,11 +241,20 @@ class Generator:
                 sampled=True,
                 candidates=candidates,
                 probabilities=probabilities,
+                sampling=sampling_probabilities(scores, t, k, p)[candidates],
+                chosen_probability=float(model_probabilities[chosen]),
+                forced=is_forced,
             )
 
-    def generate(self, prompt_ids: list[int], settings: SamplingSettings) -> Generation:
+    def generate(
+        self,
+        prompt_ids: list[int],
+        settings: SamplingSettings,
+        knockout: HeadKnockout | None = None,
+        forced: Sequence[int] = (),
+    ) -> Generation:
         """Run `stream` to the end and collect the whole sequence and its attention."""
-        steps = list(self.stream(prompt_ids, settings))
+        steps = list(self.stream(prompt_ids, settings, knockout, forced))
         return Generation.from_steps(steps, prompt_ids, settings, self.config.block_size)
 
 

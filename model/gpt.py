@@ -30,11 +30,14 @@ from flax import nnx
 from model.attention import MultiHeadAttention, causal_mask, same_joke_causal_mask
 from model.config import GPTConfig
 from model.feed_forward import FeedForward
+from model.knockout import HeadKnockout
 from model.normalization import make_norm
 from model.positional import PositionalEncoding
 
 # Keys and values of every earlier token, per layer: ((B, H, block_size, d_head) x 2) x L.
 KVCache = tuple[tuple[jax.Array, jax.Array], ...]
+# One layer's part of a HeadKnockout: off (rows, H) and replacement (H, d_head).
+LayerKnockout = tuple[jax.Array, jax.Array]
 
 
 class Block(nnx.Module):
@@ -56,32 +59,43 @@ class Block(nnx.Module):
         *,
         fused: bool = False,
         rngs: nnx.Rngs | None = None,
+        knockout: LayerKnockout | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         """x: (B, T, d_model) -> (B, T, d_model) and this block's weights (B, H, T, T)."""
-        attended, weights = self.attention(self.attention_norm(x), positions, mask, fused=fused)
+        normed = self.attention_norm(x)
+        attended, weights = self.attention(normed, positions, mask, fused=fused, knockout=knockout)
         x = x + self.dropout(attended, rngs=rngs)  # dropout on the branch, not on the weights
         x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)), rngs=rngs)
         return x, weights
 
     def prefill(
-        self, x: jax.Array, positions: jax.Array, cache_size: int
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        cache_size: int,
+        knockout: LayerKnockout | None = None,
     ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
         """The block over a whole prompt (evaluation mode), also returning its keys and values.
 
         x: (B, T, d_model) -> (B, T, d_model), weights (B, H, T, T) and this layer's cache.
         """
         attended, weights, cache = self.attention.prefill(
-            self.attention_norm(x), positions, cache_size
+            self.attention_norm(x), positions, cache_size, knockout
         )
         x = x + attended
         x = x + self.feed_forward(self.feed_forward_norm(x))
         return x, weights, cache
 
     def decode(
-        self, x: jax.Array, position: jax.Array, cache: tuple[jax.Array, jax.Array]
+        self,
+        x: jax.Array,
+        position: jax.Array,
+        cache: tuple[jax.Array, jax.Array],
+        knockout: LayerKnockout | None = None,
     ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
         """The same block for one new token (B, 1, d_model), reading and extending the cache."""
-        attended, weights, cache = self.attention.decode(self.attention_norm(x), position, cache)
+        normed = self.attention_norm(x)
+        attended, weights, cache = self.attention.decode(normed, position, cache, knockout)
         x = x + attended
         x = x + self.feed_forward(self.feed_forward_norm(x))
         return x, weights, cache
@@ -139,6 +153,7 @@ class GPT(nnx.Module):
         rngs: nnx.Rngs | None = None,
         fused: bool = False,
         return_attention: bool = False,
+        knockout: HeadKnockout | None = None,
     ) -> tuple[jax.Array, jax.Array | None]:
         """Next-token logits for every position of `tokens` (B, T), T <= block_size.
 
@@ -150,6 +165,7 @@ class GPT(nnx.Module):
         fused: use the fused attention op (faster training; cannot return weights).
         return_attention: also return every layer's weights, (B, L, H, T, T); the
         logits are the same either way.
+        knockout: heads to switch off (model/knockout.py); None keeps them all.
         """
         length = tokens.shape[1]
         if length > self.config.block_size:
@@ -168,8 +184,9 @@ class GPT(nnx.Module):
             mask = same_joke_causal_mask(segments)  # (B, 1, T, T)
         x = self.dropout(self.embed(tokens, positions), rngs=rngs)
         all_weights = []
-        for block in self.blocks:
-            x, weights = block(x, positions, mask, fused=fused, rngs=rngs)
+        for index, block in enumerate(self.blocks):
+            layer_knockout = None if knockout is None else knockout.layer(index)
+            x, weights = block(x, positions, mask, fused=fused, rngs=rngs, knockout=layer_knockout)
             all_weights.append(weights)
         attention = jnp.stack(all_weights, axis=1) if return_attention else None
         return self.head(x), attention
@@ -180,7 +197,9 @@ class GPT(nnx.Module):
         shape = (batch_size, c.n_head, c.block_size, c.d_head)  # see attention.to_cache_layout
         return tuple((jnp.zeros(shape), jnp.zeros(shape)) for _ in range(c.n_layer))
 
-    def prefill(self, tokens: jax.Array, length: jax.Array) -> tuple[jax.Array, jax.Array, KVCache]:
+    def prefill(
+        self, tokens: jax.Array, length: jax.Array, knockout: HeadKnockout | None = None
+    ) -> tuple[jax.Array, jax.Array, KVCache]:
         """Feed a whole prompt in one pass: `__call__`'s computation, plus a filled cache.
 
         tokens: (B, T), T <= block_size, of which the first `length` (a scalar, may be traced)
@@ -196,8 +215,11 @@ class GPT(nnx.Module):
         positions = jnp.arange(tokens.shape[1])  # (T,)
         x = self.embed(tokens, positions)  # (B, T, d_model)
         all_weights, cache = [], []
-        for block in self.blocks:
-            x, weights, layer_cache = block.prefill(x, positions, self.config.block_size)
+        for index, block in enumerate(self.blocks):
+            layer_knockout = None if knockout is None else knockout.layer(index)
+            x, weights, layer_cache = block.prefill(
+                x, positions, self.config.block_size, layer_knockout
+            )
             all_weights.append(weights)  # (B, H, T, T)
             cache.append(layer_cache)
         last = jax.lax.dynamic_slice_in_dim(x, length - 1, 1, axis=1)  # (B, 1, d_model)
@@ -205,7 +227,11 @@ class GPT(nnx.Module):
         return logits, jnp.stack(all_weights, axis=1), tuple(cache)
 
     def decode_step(
-        self, token: jax.Array, position: jax.Array, cache: KVCache
+        self,
+        token: jax.Array,
+        position: jax.Array,
+        cache: KVCache,
+        knockout: HeadKnockout | None = None,
     ) -> tuple[jax.Array, jax.Array, KVCache]:
         """Feed ONE token (B,) at `position` and get the next-token logits (B, V).
 
@@ -215,8 +241,9 @@ class GPT(nnx.Module):
         """
         x = self.embed(token[:, None], position[None])  # (B, 1, d_model)
         rows, new_cache = [], []
-        for block, layer_cache in zip(self.blocks, cache, strict=True):
-            x, weights, layer_cache = block.decode(x, position, layer_cache)
+        for index, (block, layer_cache) in enumerate(zip(self.blocks, cache, strict=True)):
+            layer_knockout = None if knockout is None else knockout.layer(index)
+            x, weights, layer_cache = block.decode(x, position, layer_cache, layer_knockout)
             rows.append(weights[:, :, 0, :])  # (B, H, block_size)
             new_cache.append(layer_cache)
         logits = self.head(x)[:, 0, :]  # (B, V)

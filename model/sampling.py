@@ -58,6 +58,16 @@ def filter_logits(logits: np.ndarray, temperature: float, top_k: int, top_p: flo
     return filtered
 
 
+def sampling_probabilities(
+    logits: np.ndarray, temperature: float, top_k: int, top_p: float
+) -> np.ndarray:
+    """The distribution a token is drawn from (V,): the model's, after temperature, top-k and
+    top-p. Greedy decoding (temperature near 0) puts all of it on the most likely token."""
+    if temperature < GREEDY_BELOW:
+        return np.eye(len(logits), dtype=np.float32)[int(np.argmax(logits))]
+    return softmax(filter_logits(logits, temperature, top_k, top_p))
+
+
 def sample_token(
     logits: np.ndarray, noise: np.ndarray, temperature: float, top_k: int, top_p: float
 ) -> int:

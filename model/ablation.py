@@ -1,0 +1,87 @@
+"""What the model does without a head: the effect of a knockout and the importance map.
+
+A knockout (model/knockout.py) switches heads off everywhere in the text. Its effect on a
+written token is the change in that token's log-probability,
+
+    effect = log p_knocked(token | context) - log p(token | context)
+
+negative when the model needed the heads to write it. The importance map is that effect for
+each single head, an L x H grid. It shows necessity, not sufficiency: a head whose
+knockout changes nothing may still matter together with others (redundancy), and a large
+effect says the head is needed here, not that it alone does the work.
+
+All functions are pure and take the model; serving/explainer.py compiles them (jax.jit).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from model.gpt import GPT
+from model.knockout import HeadKnockout
+from model.trace import trace
+
+
+def single_head_knockouts(n_layer: int, n_head: int, replacement: jax.Array) -> HeadKnockout:
+    """L x H + 1 rows: row 0 keeps every head, row 1 + l * H + h switches off head (l, h)."""
+    one_head_each = jnp.eye(n_layer * n_head, dtype=bool).reshape(-1, n_layer, n_head)
+    off = jnp.concatenate([jnp.zeros((1, n_layer, n_head), bool), one_head_each])
+    return HeadKnockout(off, replacement)
+
+
+def next_token_log_probs(
+    model: GPT, tokens: jax.Array, position: jax.Array, knockout: HeadKnockout | None = None
+) -> jax.Array:
+    """log p(next token) after `position` for each row of `tokens` (B, T): (B, V).
+
+    Only the residual stream at `position` goes through the output layer; the rest of the
+    trace's outputs are never computed under jit."""
+    final = trace(model, tokens, knockout).residuals[:, -1]  # (B, T, d_model)
+    at_position = jax.lax.dynamic_index_in_dim(final, position, axis=1, keepdims=False)
+    return jax.nn.log_softmax(model.head(at_position), axis=-1)  # (B, V)
+
+
+def knockout_effect(
+    model: GPT, tokens: jax.Array, position: jax.Array, knockout: HeadKnockout
+) -> tuple[jax.Array, jax.Array]:
+    """The next-token log-probabilities after `position` with every head, and with the
+    heads of `knockout` off: two (V,) rows. tokens: (1, T)."""
+    both = HeadKnockout(
+        jnp.concatenate([jnp.zeros_like(knockout.off), knockout.off]), knockout.replacement
+    )  # row 0: every head on; row 1: the knockout
+    rows = jnp.broadcast_to(tokens, (2, tokens.shape[1]))
+    log_probs = next_token_log_probs(model, rows, position, both)
+    return log_probs[0], log_probs[1]
+
+
+def importance_map(
+    model: GPT, tokens: jax.Array, position: jax.Array, chosen: jax.Array, replacement: jax.Array
+) -> jax.Array:
+    """The effect on token `chosen`, written after `position`, of knocking out each single
+    head: (L, H). tokens: (1, T); replacement: (L, H, d_head), zeros or the mean outputs.
+
+    One batched pass: row 0 keeps every head, each other row switches one off."""
+    c = model.config
+    knockouts = single_head_knockouts(c.n_layer, c.n_head, replacement)
+    rows = jnp.broadcast_to(tokens, (knockouts.off.shape[0], tokens.shape[1]))
+    chosen_log_p = next_token_log_probs(model, rows, position, knockouts)[:, chosen]  # (L*H+1,)
+    return (chosen_log_p[1:] - chosen_log_p[0]).reshape(c.n_layer, c.n_head)
+
+
+def mean_head_outputs(model: GPT, jokes: list[list[int]], pad_id: int) -> np.ndarray:
+    """Each head's mean output over every position of `jokes` (token ids, each opening with
+    the start token): (L, H, d_head), the replacement of mean ablation."""
+    c = model.config
+    length = min(c.block_size, max(len(joke) for joke in jokes))
+    tokens = np.full((len(jokes), length), pad_id, np.int32)
+    real = np.zeros((len(jokes), length), bool)  # which positions hold a joke's token
+    for row, joke in enumerate(jokes):
+        kept = joke[:length]
+        tokens[row, : len(kept)] = kept
+        real[row, : len(kept)] = True
+    heads = np.asarray(jax.jit(lambda t: trace(model, t).head_outputs)(tokens))  # (B,L,T,H,dh)
+    # Padding sits after each joke, so causality keeps it out of the real positions' outputs.
+    by_position = heads.transpose(0, 2, 1, 3, 4)  # (B, T, L, H, d_head)
+    return by_position[real].mean(axis=0)  # (L, H, d_head): every real position pooled
