@@ -4,6 +4,8 @@
     config.json        the GPTConfig that gives every size
     tokenizer.json     the byte-level BPE tokenizer the model was trained with
     metadata.json      data sources and counts, steps, tokens seen, validation figures
+    head_means.safetensors  each attention head's mean output on validation jokes, the
+                       replacement of mean ablation (model/knockout.py); optional
     manifest.json      sha256 of each file above, checked before anything is used
 
 Loading checks everything before building the model, so a damaged folder is reported
@@ -36,6 +38,9 @@ WEIGHTS, CONFIG, TOKENIZER, METADATA, MANIFEST = (
     "metadata.json",
     "manifest.json",
 )
+HEAD_MEANS = "head_means.safetensors"
+HEAD_MEANS_KEY = "head_mean_outputs"  # (n_layer, n_head, d_head), float32
+REQUIRED = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
 STORAGE_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -83,6 +88,7 @@ def save_model(
     folder: str | Path,
     metadata: dict[str, Any],
     dtype: str = "float32",
+    head_means: np.ndarray | None = None,
 ) -> Path:
     """Write a model folder (see the module docstring); returns its path."""
     folder = Path(folder)
@@ -93,10 +99,45 @@ def save_model(
     (folder / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     tokenizer.save(str(folder / TOKENIZER))
     (folder / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    files = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
+    (folder / HEAD_MEANS).unlink(missing_ok=True)  # means of other weights would mislead
+    if head_means is not None:
+        save_file({HEAD_MEANS_KEY: np.asarray(head_means, np.float32)}, folder / HEAD_MEANS)
+    sign(folder)
+    return folder
+
+
+def sign(folder: Path) -> None:
+    """Write manifest.json: the sha256 of every file of the folder (see the docstring)."""
+    files = [*REQUIRED, *([HEAD_MEANS] if (folder / HEAD_MEANS).is_file() else [])]
     manifest = {name: _sha256(folder / name) for name in files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return folder
+
+
+def save_head_means(folder: str | Path, head_means: np.ndarray) -> None:
+    """Add (or replace) the mean head outputs of an exported folder, and sign it again."""
+    folder = Path(folder)
+    save_file({HEAD_MEANS_KEY: np.asarray(head_means, np.float32)}, folder / HEAD_MEANS)
+    sign(folder)
+
+
+def load_head_means(folder: str | Path, config: GPTConfig) -> np.ndarray | None:
+    """The mean head outputs (n_layer, n_head, d_head) the folder ships, None if it has
+    none (exported before they existed); raises CheckpointError when they are unusable.
+    Call after load_model, which checked the file's sha256."""
+    path = Path(folder) / HEAD_MEANS
+    if not path.is_file():
+        return None
+    try:
+        means = load_file(path).get(HEAD_MEANS_KEY)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path} cannot be read ({error})") from None
+    shape = (config.n_layer, config.n_head, config.d_head)
+    if means is None or means.shape != shape or not np.isfinite(means).all():
+        raise CheckpointError(
+            f"{path} should hold finite {HEAD_MEANS_KEY} of shape {shape}: recompute them "
+            f"with python -m training.head_means {Path(folder)}"
+        )
+    return means.astype(np.float32)
 
 
 def _check_manifest(folder: Path) -> None:
@@ -112,7 +153,8 @@ def _check_manifest(folder: Path) -> None:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{manifest_path} is not valid JSON ({error})") from None
     # Every file must be listed: an edited manifest that leaves one out would switch its check off.
-    signed = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
+    optional = isinstance(manifest, dict) and HEAD_MEANS in manifest
+    signed = (*REQUIRED, *([HEAD_MEANS] if optional or (folder / HEAD_MEANS).exists() else []))
     if not isinstance(manifest, dict) or sorted(manifest) != sorted(signed):
         raise CheckpointError(
             f"{manifest_path} must map exactly {', '.join(signed)} to their sha256: "

@@ -16,7 +16,13 @@ import pytest
 from flax import nnx
 
 from data.tokenizer import train_tokenizer
-from model.checkpoint import CheckpointError, load_model, save_model
+from model.checkpoint import (
+    CheckpointError,
+    load_head_means,
+    load_model,
+    save_head_means,
+    save_model,
+)
 from model.config import GPTConfig
 from model.gpt import GPT
 
@@ -169,3 +175,44 @@ def test_the_sampling_command_prints_jokes(folder):
 def test_config_dataclass_survives_the_folder(folder):
     loaded, _, _ = load_model(folder)
     assert dataclasses.asdict(loaded.config)["positional"] == "rope"
+
+
+# ---------------------------------------------------------------- the mean head outputs
+
+
+def test_head_means_travel_with_the_folder_and_are_signed(folder):
+    model, _, _ = load_model(folder)
+    c = model.config
+    assert load_head_means(folder, c) is None  # a folder exported without them
+    means = np.random.default_rng(0).normal(size=(c.n_layer, c.n_head, c.d_head))
+    save_head_means(folder, means)
+    assert "head_means.safetensors" in json.loads((folder / "manifest.json").read_text())
+    load_model(folder)  # still a valid folder
+    np.testing.assert_allclose(load_head_means(folder, c), means, rtol=1e-6)
+
+
+def test_damaged_or_missing_head_means_are_reported(folder):
+    model, _, _ = load_model(folder)
+    c = model.config
+    save_head_means(folder, np.zeros((c.n_layer, c.n_head, c.d_head)))
+    path = folder / "head_means.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"head_means\.safetensors does not match"):
+        load_model(folder)
+    path.unlink()  # listed in the manifest but gone: not silently dropped
+    with pytest.raises(CheckpointError, match=r"head_means\.safetensors cannot be read"):
+        load_model(folder)
+    save_head_means(folder, np.zeros((c.n_layer + 1, c.n_head, c.d_head)))  # other sizes
+    with pytest.raises(CheckpointError, match=r"should hold finite .* of shape \(2, 2, 16\)"):
+        load_head_means(folder, c)
+
+
+def test_exporting_again_drops_head_means_of_other_weights(folder, tokenizer):
+    model, _, _ = load_model(folder)
+    c = model.config
+    save_head_means(folder, np.zeros((c.n_layer, c.n_head, c.d_head)))
+    save_model(model, tokenizer, folder, {"note": "again"})
+    assert not (folder / "head_means.safetensors").exists()
+    load_model(folder)

@@ -15,7 +15,7 @@ from training_runs import JOKES, OTHER_JOKES, metrics, run, write_jokes
 
 import training.export
 from data.tokenizer import encode, end_of_joke_id
-from model.checkpoint import load_model
+from model.checkpoint import load_head_means, load_model
 from model.config import GPTConfig
 from model.gpt import GPT
 from training.config import SIZE_FLAGS, size_preset
@@ -35,6 +35,8 @@ def test_the_shipped_model_metadata_describes_it_truthfully():
     assert chain[-1]["steps"] == metadata["steps"] and len(chain) == 3
     assert sum(r["steps"] for r in chain) == 4500
     assert chain[-1]["init_from"] == "checkpoints/punchline"  # the previous shipped model
+    model, _, _ = load_model(SHIPPED)  # its mean head outputs, for the app's mean ablation
+    assert load_head_means(SHIPPED, model.config).shape == (4, 4, 64)
 
 
 @pytest.mark.slow
@@ -43,6 +45,9 @@ def test_fine_tuning_from_an_exported_model_learns_new_jokes(tmp_path, capsys):
     assert run(tmp_path, "--data", str(base_data), "--out", str(tmp_path / "base"),
                "--steps", "40", "--eval-every", "40") == 0  # fmt: skip
     base, tokenizer, _ = load_model(tmp_path / "base" / "model")
+    # The export ships each head's mean output on validation jokes, for mean ablation.
+    means = load_head_means(tmp_path / "base" / "model", base.config)
+    assert means.shape == (2, base.config.n_head, base.config.d_head) and np.abs(means).max() > 0
 
     new_data = write_jokes(tmp_path, OTHER_JOKES, "new.txt")
     loss_before = _mean_loss(base, tokenizer, OTHER_JOKES)

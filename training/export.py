@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING, Any
 import jax
 from flax import nnx
 
+from data.tokenizer import end_of_joke_id
+from model.ablation import mean_head_outputs
 from model.checkpoint import save_model
 from training.average import averaged_model_state
 from training.config import SIZE_FLAGS, size_preset
 from training.folder import read_records
+from training.head_means import stream_jokes
 
 if TYPE_CHECKING:
     from training.run import Run
@@ -71,9 +74,11 @@ def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
         "lineage": [*(run.base_metadata or {}).get("lineage", []), this_run],
         **figure_fields,
     }
-    return save_model(
-        model, run.corpus.tokenizer, run.folder / "model", metadata, dtype=config.export_dtype
-    )
+    tokenizer = run.corpus.tokenizer
+    # Each head's mean output on validation jokes, for the app's mean ablation.
+    means = mean_head_outputs(model, stream_jokes(run.corpus.val), end_of_joke_id(tokenizer))
+    folder = run.folder / "model"
+    return save_model(model, tokenizer, folder, metadata, config.export_dtype, head_means=means)
 
 
 def exported_weights(figures: dict[str, float]) -> str:
