@@ -20,6 +20,7 @@ import jax
 from model.checkpoint import CheckpointError
 from model.host_memory import reuse_freed_memory
 from serving.compilation_cache import use_compilation_cache
+from serving.explainer import Explainer
 from serving.originality import OriginalityCheck
 from serving.writer import JokeWriter
 from ui.gradio_internals import launch
@@ -43,10 +44,13 @@ def main() -> int:
         print(f"error: cannot load the model: {error}", file=sys.stderr)
         return 1
     originality = OriginalityCheck(writer.metadata)  # builds in the background from here on
+    explainer = Explainer(writer)
     writer.warm_up()
+    explainer.warm_up()
     seconds = time.perf_counter() - started
     print(f"Punchline: model loaded and compiled in {seconds:.1f} s", flush=True)
-    demo = create_demo(writer, originality, address=f"http://{SERVER_NAME}:{SERVER_PORT}/")
+    address = f"http://{SERVER_NAME}:{SERVER_PORT}/"
+    demo = create_demo(writer, originality, explainer, address=address)
     launch(demo, SERVER_NAME, SERVER_PORT, theme=THEME, css_paths=STYLESHEETS)
     return 0
 

@@ -1,4 +1,5 @@
-"""The JSON the /generate endpoint returns (its fields are listed in the README)."""
+"""The JSON the API returns: /generate, and the explainer's /lens, /knockout, /importance and
+/branch (their fields are listed in the README)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from data.offensive import is_offensive
 from data.tokenizer import token_strings
+from serving.errors import RequestError
+from serving.explainer import Candidate, Explainer, surprisal_bits, written
 from serving.joke import Joke
 from serving.originality import Originality, OriginalityCheck
+from serving.validation import validate_choice, validate_heads, validate_step, validate_token_id
 from serving.writer import JokeWriter, no_clean_joke
 
 
@@ -29,9 +34,10 @@ def round_rows(weights: np.ndarray, decimals: int = 4) -> np.ndarray:
 
 
 def joke_json(
-    tokenizer: Tokenizer, joke: Joke, originality: Originality, tries: int = 1
+    tokenizer: Tokenizer, joke: Joke, originality: Originality | None, tries: int = 1
 ) -> dict[str, Any]:
-    """The /generate answer: one JSON object (the fields are listed in the README)."""
+    """The /generate answer: one JSON object (the fields are listed in the README).
+    `nearest` is None where no originality check was asked for (a /branch answer)."""
     settings = joke.request.settings
     generation = joke.generation
     pieces = token_strings(tokenizer, generation.token_ids)
@@ -68,7 +74,10 @@ def joke_json(
         "notes": joke.request.notes,
         "clean": joke.request.clean,
         "tries": tries,
-        "nearest": originality.as_json(),
+        "surprisal_bits": [round(float(b), 3) for b in surprisal_bits(generation)],
+        "sampling_probabilities": [[round(p, 4) for p in row] for row in generation.sampling],
+        "forced": generation.forced,
+        "nearest": None if originality is None else originality.as_json(),
     }
 
 
@@ -89,3 +98,112 @@ def generate_json(
     if joke is None:
         raise no_clean_joke(job)
     return joke_json(writer.tokenizer, joke, originality.check(joke.text), tries)
+
+
+# -- the explainer's endpoints. Each writes the joke again from what /generate returned (the
+# prompt, the settings and the seed write it word for word), then analyses one written token.
+
+
+def trunk_joke(writer: JokeWriter, *sent: Any) -> Joke:
+    """The joke (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean) writes."""
+    job = writer.request(*sent)
+    joke = writer.write(job)
+    if job.clean and is_offensive([joke.text])[0]:
+        raise RequestError(
+            f"seed {job.settings.seed} writes a joke flagged as offensive and clean is on: "
+            "use the seed /generate returned, or clean=False"
+        )
+    return joke
+
+
+def candidates_json(tokenizer: Tokenizer, candidates: list[Candidate]) -> list[dict[str, Any]]:
+    names = token_strings(tokenizer, [c.token_id for c in candidates])
+    return [
+        {"token": name, "token_id": c.token_id, "probability": round(c.probability, 4)}
+        for name, c in zip(names, candidates, strict=True)
+    ]
+
+
+def lens_json(writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any) -> dict[str, Any]:
+    """The /lens answer: what each layer would have predicted at written token `step`."""
+    joke = trunk_joke(writer, *sent)
+    g = joke.generation
+    step = validate_step(step, len(written(joke)))
+    view = explainer.lens(g.token_ids, g.prompt_length, step)
+    return {
+        "step": step,
+        "predicting": token_strings(writer.tokenizer, [written(joke)[step]])[0],
+        "layers": [
+            {
+                "layer": guess.layer,
+                "top": candidates_json(writer.tokenizer, guess.top),
+                "chosen_probability": round(guess.chosen_probability, 4),
+                "chosen_rank": guess.chosen_rank,
+            }
+            for guess in view.layers
+        ],
+        "commitment_layer": view.commitment,
+        "heatmap": np.round(view.heatmap, 4).tolist(),
+        "written_tokens": token_strings(writer.tokenizer, written(joke)),
+        "seed": joke.request.settings.seed,
+    }
+
+
+def knockout_json(
+    writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any, heads: Any, mode: Any
+) -> dict[str, Any]:
+    """The /knockout answer: the top five at `step` with and without `heads`, and the rest
+    of the joke written again without them."""
+    joke = trunk_joke(writer, *sent)
+    g, c = joke.generation, writer.config
+    step = validate_step(step, len(written(joke)))
+    heads = validate_heads(heads, c.n_layer, c.n_head)
+    mode = validate_choice("mode", mode, explainer.modes)
+    view = explainer.knockout(g.token_ids, g.prompt_length, step, heads, mode)
+    rewritten = explainer.rewrite(joke, step, heads, mode)
+    return {
+        "step": step,
+        "heads": [list(pair) for pair in heads],
+        "mode": mode,
+        "before": candidates_json(writer.tokenizer, view.before),
+        "after": candidates_json(writer.tokenizer, view.after),
+        "chosen_probability_before": round(view.chosen_before, 4),
+        "chosen_probability_after": round(view.chosen_after, 4),
+        "change_bits": round(view.change_bits, 4),
+        "rewritten": {
+            "text": rewritten.text,
+            "written": rewritten.written,
+            "token_ids": rewritten.generation.token_ids,
+        },
+        "seed": joke.request.settings.seed,
+    }
+
+
+def importance_json(
+    writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any, mode: Any
+) -> dict[str, Any]:
+    """The /importance answer: the layers x heads map of single-head knockout effects."""
+    joke = trunk_joke(writer, *sent)
+    g = joke.generation
+    step = validate_step(step, len(written(joke)))
+    mode = validate_choice("mode", mode, explainer.modes)
+    grid = explainer.importance(g.token_ids, g.prompt_length, step, mode)
+    return {
+        "step": step,
+        "mode": mode,
+        "predicting": token_strings(writer.tokenizer, [written(joke)[step]])[0],
+        "change_bits": np.round(grid, 4).tolist(),
+        "seed": joke.request.settings.seed,
+    }
+
+
+def branch_json(
+    writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any, token_id: Any
+) -> dict[str, Any]:
+    """The /branch answer: the joke with `token_id` at `step`, written on with its seed, as
+    /generate describes a joke (without `nearest`)."""
+    joke = trunk_joke(writer, *sent)
+    step = validate_step(step, len(written(joke)))
+    token_id = validate_token_id(token_id, writer.config.vocab_size)
+    branch = explainer.branch(joke, step, token_id)
+    return {"step": step, "token_id": token_id, **joke_json(writer.tokenizer, branch, None)}

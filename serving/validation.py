@@ -112,3 +112,48 @@ def clean_prompt(prompt: Any) -> tuple[str, list[str]]:
         notes.append(f"Removed {len(text) - len(kept)} control character(s) from your words.")
     kept = kept.rstrip(" \t")
     return (kept if kept.strip() else ""), notes
+
+
+def validate_step(step: Any, written: int) -> int:
+    """A written token's index: 0 is the first token the model wrote, `written` - 1 the last."""
+    if written == 0:
+        raise RequestError(
+            "this joke has no written tokens to analyse: the model ended it at once; "
+            "try another seed"
+        )
+    allowed = f"from 0 (the first written token) to {written - 1} (the last)"
+    return int(_checked("step", step, allowed, lambda v: 0 <= v < written, whole=True))
+
+
+def validate_heads(heads: Any, n_layer: int, n_head: int) -> list[tuple[int, int]]:
+    """Heads as a list of [layer, head] pairs, counted from 0, each named once."""
+    shape = f"a list of [layer, head] pairs, layer 0 to {n_layer - 1}, head 0 to {n_head - 1}"
+    if not isinstance(heads, list) or len(heads) > n_layer * n_head:
+        raise RequestError(
+            f"heads must be {shape} (at most {n_layer * n_head}); got {_shown(heads)}"
+        )
+    pairs = []
+    for pair in heads:
+        valid = isinstance(pair, list | tuple) and len(pair) == 2
+        valid = valid and all(type(i) is int for i in pair)
+        if not valid or not (0 <= pair[0] < n_layer and 0 <= pair[1] < n_head):
+            raise RequestError(f"heads must be {shape}; got {_shown(pair)} in it")
+        pairs.append((pair[0], pair[1]))
+    if len(set(pairs)) < len(pairs):
+        raise RequestError(f"heads must name each head once; got {_shown(heads)}")
+    return pairs
+
+
+def validate_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of a few words, such as the knockout's mode."""
+    if not isinstance(value, str) or value not in choices:
+        raise RequestError(
+            f"{name} must be one of {', '.join(map(repr, choices))}; got {_shown(value)}"
+        )
+    return value
+
+
+def validate_token_id(token_id: Any, vocab_size: int) -> int:
+    """A token id of the model's vocabulary."""
+    allowed = f"from 0 to {vocab_size - 1} (a token id, as /generate lists them)"
+    return int(_checked("token_id", token_id, allowed, lambda v: 0 <= v < vocab_size, whole=True))

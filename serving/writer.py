@@ -9,7 +9,7 @@ again with the next seed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from model.generate import (
     prefill_lengths,
     prompt_room,
 )
+from model.knockout import HeadKnockout
 from serving.errors import RequestError
 from serving.joke import Joke, JokeRequest
 from serving.labels import END_LABEL, START_LABEL, visible_whitespace
@@ -119,8 +120,12 @@ class JokeWriter:
         settings = dataclasses.replace(settings, max_new_tokens=min(room, settings.max_new_tokens))
         return JokeRequest(text, ids, settings, trimmed, capped, notes, clean)
 
-    def steps(self, job: JokeRequest) -> Iterator[Step]:
-        return self.generator.stream(job.prompt_ids, job.settings)
+    def steps(
+        self, job: JokeRequest, knockout: HeadKnockout | None = None, forced: Sequence[int] = ()
+    ) -> Iterator[Step]:
+        """The joke's steps as they are written; with heads off or forced first tokens, see
+        Generator.stream."""
+        return self.generator.stream(job.prompt_ids, job.settings, knockout, forced)
 
     def finish(self, job: JokeRequest, steps: list[Step]) -> Joke:
         """Collect the streamed steps into a Joke (the same numbers Generator.generate gives)."""
@@ -146,8 +151,10 @@ class JokeWriter:
             for token_id, piece in zip(token_ids, pieces, strict=True)
         ]
 
-    def write(self, job: JokeRequest) -> Joke:
-        return self.finish(job, list(self.steps(job)))
+    def write(
+        self, job: JokeRequest, knockout: HeadKnockout | None = None, forced: Sequence[int] = ()
+    ) -> Joke:
+        return self.finish(job, list(self.steps(job, knockout, forced)))
 
     def write_checked(self, job: JokeRequest) -> tuple[Joke | None, int]:
         """Write the joke; in clean mode, until one is not flagged as offensive.

@@ -240,3 +240,32 @@ def test_a_branch_replays_the_joke_up_to_its_fork_then_writes_on_from_the_forced
     assert generator.generate([5], SETTINGS, forced=[*trunk[:3], other]).token_ids == (
         branch.token_ids
     )
+
+
+# ---------------------------------------------------------------- what changed in a branch
+
+
+def test_the_attention_shift_is_zero_for_the_same_joke_and_counts_moved_weight():
+    from model.branching import attention_shift, fork_position
+
+    generator = Generator(make_model(), END)
+    trunk = generator.generate([5], SETTINGS)
+    assert not attention_shift(trunk.attention, trunk.attention, 3).any()
+    written = trunk.token_ids[trunk.prompt_length :]
+    other = next(t for t in range(1, CONFIG.vocab_size) if t != written[2])
+    branch = generator.generate([5], SETTINGS, forced=[*written[:2], other])
+    fork = fork_position(trunk.token_ids, branch.token_ids)
+    assert fork == trunk.prompt_length + 2
+    shift = attention_shift(trunk.attention, branch.attention, fork)
+    assert shift.shape == (CONFIG.n_layer, CONFIG.n_head)
+    assert (shift >= 0).all() and (shift <= 1 + 1e-6).all() and shift.max() > 0.01
+    # By hand for one head: half the summed absolute difference, averaged over 3 rows.
+    a, b = trunk.attention[1, 0], branch.attention[1, 0]
+    by_hand = np.mean([0.5 * np.abs(a[q] - b[q]).sum() for q in range(fork, fork + 3)])
+    assert shift[1, 0] == pytest.approx(by_hand, abs=1e-6)
+    # Two rows with no weight in common are 1 apart.
+    one_hot = np.zeros((1, 1, 2, 2))
+    one_hot[0, 0, 1, 0] = 1
+    other_hot = np.zeros((1, 1, 2, 2))
+    other_hot[0, 0, 1, 1] = 1
+    assert attention_shift(one_hot, other_hot, 1, steps=1)[0, 0] == pytest.approx(1.0)

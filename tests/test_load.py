@@ -20,6 +20,7 @@ from tiny_app import CONFIG
 from benchmarks.app_server import free_port
 from benchmarks.load import run_load
 from benchmarks.server_probes import COMPILED
+from serving.explainer import Explainer
 from serving.joke import Joke, JokeRequest
 from serving.originality import OriginalityCheck
 from ui.gradio_internals import launch
@@ -57,7 +58,9 @@ def test_a_request_beyond_the_queue_is_refused_at_once_and_the_others_are_served
 
     monkeypatch.setattr(writer, "write_checked", held)
     port = free_port()
-    demo = create_demo(writer, OriginalityCheck({}), address=f"http://127.0.0.1:{port}/")
+    demo = create_demo(
+        writer, OriginalityCheck({}), Explainer(writer), address=f"http://127.0.0.1:{port}/"
+    )
     url = launch(
         demo, "127.0.0.1", port, theme=THEME, css_paths=STYLESHEETS, max_size=2, block=False
     )

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from tiny_app import FakeClassifier
 
 import serving.writer
+from serving.explainer import Explainer
 from serving.labels import printable
 from serving.originality import OriginalityCheck
 from serving.writer import JokeWriter
@@ -17,10 +18,10 @@ from ui.layout import HELP, create_demo
 
 def page_updates(writer: JokeWriter, clean: bool) -> list[str]:
     """The joke card after each update of the page's "Tell me a joke" event, seed 21."""
-    demo = create_demo(writer, OriginalityCheck({}), "http://127.0.0.1:7860/")
+    demo = create_demo(writer, OriginalityCheck({}), Explainer(writer), "http://127.0.0.1:7860/")
     tell = next(fn.fn for fn in demo.fns.values() if fn.name == "tell_joke")
     request = SimpleNamespace(headers={})
-    updates = tell("", 0.8, 50, 0.95, 12, 21, False, clean, 0, 0, request)
+    updates = tell("", 0.8, 50, 0.95, 12, 21, False, clean, 0, 0, [], "zero", request)
     return [value for update in updates for key, value in update.items() if key.elem_id == "joke"]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from serving.labels import visible_whitespace
 from serving.originality import CLOSE, NEW
-from ui import rendering
+from ui import analysis_rendering, rendering
 
 
 def test_whitespace_and_control_characters_become_visible():
@@ -43,14 +43,38 @@ def test_matrix_labels_never_overlap_at_the_longest_sequence():
     assert len(re.search(r'data-w="([^"]*)"', html)[1].split(";")) == n
 
 
-def test_candidates_show_the_chosen_token_or_say_it_was_outside_the_top_five():
-    top = [("·cat", 0.5), ("·dog", 0.2), ("·&", 0.1), ("·a", 0.05), ("·b", 0.01)]
-    html = rendering.render_candidates("·dog", 4, "written", top, chosen=1)
-    assert html.count("<li") == 5 and '<li class="chosen"><span class="pl-cand">·dog' in html
-    assert "·&amp;" in html and "50.0%" in html
-    outside = rendering.render_candidates("·zebra", 4, "written", top, chosen=None)
-    assert "not among these five" in outside
-    assert "You typed this token" in rendering.render_candidates("·cat", 2, "typed", None, None)
+def test_the_step_card_shows_both_distributions_and_each_candidate_branches():
+    rows = [(7, "·cat", 0.5, 0.7), (9, "·dog", 0.2, 0.2), (3, "·&", 0.1, 0.1), (4, "·a", 0.05, 0),
+            (5, "·b", 0.01, 0)]  # fmt: skip
+    html = analysis_rendering.render_step_card("·dog", 9, 4, 2, 2.32, rows, 0.2, forced=False)
+    assert html.count('class="pl-branch"') == 5 and 'data-token-id="7"' in html
+    assert html.count("pl-cand-row chosen") == 1 and "<em>written</em>" in html
+    assert "50.0%" in html and "70.0%" in html and "·&amp;" in html  # model, sampling, escaped
+    assert "Surprisal <b>2.32 bits</b>" in html and "Predicting token 4" in html
+    assert "not among these five" not in html
+    outside = analysis_rendering.render_step_card("·zebra", 11, 4, 2, 9.9, rows, 0.001, True)
+    assert "not among these five: you forced it" in outside and "forced by you" in outside
+    assert "You typed this token" in rendering.render_read_token("·cat", 2, "typed")
+
+
+def test_the_surprisal_strip_darkens_with_surprise_and_marks_only_written_tokens():
+    html = rendering.render_token_row(["⟨start⟩", "·a", "·b", "·c"], 2, 3, [0.1, 11.0])
+    assert html.count('class="pl-surprise"') == 2 and "surprisal 11.0 bits" in html
+    luminance = [
+        np.array(re.findall(r"\d+", rendering.surprise_colour(bits)), float)
+        @ [0.2126, 0.7152, 0.0722]
+        for bits in (0, 3, 6, 9, 12)
+    ]
+    assert np.all(np.diff(luminance) < 0)
+
+
+def test_the_knockout_grid_marks_switched_off_heads_and_colours_by_effect():
+    importance = np.array([[-1.5, 0.0], [0.4, -0.2]])
+    html = analysis_rendering.render_knockout_grid(importance, [(1, 0)], "mean", "·dog")
+    assert html.count('class="pl-ko"') == 3 and html.count('class="pl-ko off"') == 1
+    assert 'data-layer="1" data-head="0"' in html and "-1.50" in html and "+0.40 ✕" in html
+    assert analysis_rendering.effect_colour(-2) == "rgb(178,24,43)"  # hurt: red
+    assert analysis_rendering.effect_colour(2) == "rgb(33,102,172)"  # helped: blue
 
 
 def test_colours_darken_as_attention_grows():

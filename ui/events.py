@@ -1,44 +1,52 @@
 """What happens on the page: handlers bound to the service, and the events that call them.
 
-Each handler takes the components' values and returns new HTML; the model runs only in
-`tell_joke` (and the /generate endpoint), through the JokeWriter. A RequestError raised by
-the service is shown as a message by ui/gradio_internals.py. Clicks on tokens and heads are
-answered from the visitor's finished Joke (gr.State), never by running the model again.
+Each handler takes the components' values and returns new HTML. A joke is written by
+`tell_joke` through the JokeWriter; the views of a selected token come from the finished
+Joke (gr.State) and from the Explainer (the lens and the knockouts run the model once per
+click, in milliseconds); a branch or a rewrite writes again. A RequestError raised by the
+service is shown as a message by ui/gradio_internals.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from data.tokenizer import decode
+from model.branching import SHIFT_STEPS, attention_shift
 from model.generate import Step
-from serving.api import generate_json
+from serving.explainer import Explainer, surprisal_bits
 from serving.joke import Joke
 from serving.originality import OriginalityCheck
 from serving.reproduce import reproduce
-from serving.writer import DEFAULTS, JokeWriter, no_clean_joke
-from ui import rendering
+from serving.writer import JokeWriter, no_clean_joke
+from ui import analysis_rendering, rendering
+from ui.endpoints import add_endpoints
+from ui.explain_events import ExplainHandlers, connect_explainer
+from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads, Version
 from ui.views import describe, matrix_view, token_views
 
 if TYPE_CHECKING:
     from ui.layout import Page
 
-# One joke at a time: XLA already spreads a single generation over both CPU cores, so a
-# second one in parallel would make both slower. Clicks have their own, larger limit and
-# never wait behind a joke being written.
-WRITING = {"concurrency_limit": 1, "concurrency_id": "model"}
-VIEWING = {"concurrency_limit": 4, "concurrency_id": "views", "api_visibility": "private"}
-VIEWING |= {"show_progress": "hidden", "trigger_mode": "always_last"}
-
 
 class Handlers:
-    """The page's event handlers, bound to one JokeWriter and the page's components."""
+    """The page's event handlers, bound to the service and the page's components."""
 
-    def __init__(self, writer: JokeWriter, originality: OriginalityCheck, page: Page, address: str):
-        self.writer, self.originality, self.page, self.address = writer, originality, page, address
+    def __init__(
+        self,
+        writer: JokeWriter,
+        originality: OriginalityCheck,
+        explainer: Explainer,
+        page: Page,
+        address: str,
+    ):
+        self.writer, self.originality, self.explainer = writer, originality, explainer
+        self.page, self.address = page, address
+
+    # -- writing a joke
 
     def tell_joke(
         self,
@@ -52,6 +60,8 @@ class Handlers:
         clean_only: bool,
         layer_index: int,
         head_index: int,
+        heads_off: Heads,
+        mode: str,
         request: gr.Request,
     ) -> Iterator[dict]:
         joke_panel, inside, writer = self.page.joke, self.page.inside, self.writer
@@ -65,7 +75,7 @@ class Handlers:
             inside.tokens: rendering.render_placeholder("Writing…"),
             self.page.joke_state: None,
             self.page.selected: None,
-            **dict.fromkeys(inside.views(), ""),
+            **dict.fromkeys(self.page.html_views(), ""),
         }
         if job.clean:
             # Never stream in clean mode: a flagged joke must not be seen, even in part.
@@ -87,24 +97,51 @@ class Handlers:
                     text = decode(writer.tokenizer, [s.token for s in steps if s.sampled])
                     yield {joke_panel.card: rendering.render_joke(job.prompt, text, writing=True)}
             joke = writer.finish(job, steps)
-        yield self.finished(joke, layer_index, head_index, request)
-
-    def finished(
-        self, joke: Joke, layer_index: int, head_index: int, request: gr.Request
-    ) -> dict[Any, Any]:
-        """The page once a joke is written: the card, the tokens, the last token's views."""
-        joke_panel, inside = self.page.joke, self.page.inside
-        meta, notes = describe(joke)
-        found = self.originality.check(joke.text)
-        last = len(joke.generation.token_ids) - 1  # show the last token's attention at once
-        info, grid, one_head = token_views(joke, last, layer_index, head_index)
         origin = request.headers.get("origin") or self.address
-        cli, python = reproduce(self.writer.folder, joke.request, origin.rstrip("/") + "/")
+        cli, python = reproduce(writer.folder, joke.request, origin.rstrip("/") + "/")
+        versions = [Version(joke, "Original")]
+        yield {
+            **self.show_version(versions, 0, layer_index, head_index, heads_off, mode),
+            self.page.settings.seed: joke.request.settings.seed,
+            joke_panel.command: cli,
+            joke_panel.client_code: python,
+        }
+
+    def show_version(
+        self,
+        versions: list[Version],
+        current: int,
+        layer_index: int,
+        head_index: int,
+        heads_off: Heads,
+        mode: str,
+    ) -> dict[Any, Any]:
+        """The page for one version of the joke: its card, its tokens, its last token's views,
+        and what changed from the version it branched from."""
+        page, version = self.page, versions[current]
+        joke = version.joke
+        meta, notes = describe(joke)
+        shift = fork_label = None
+        if version.parent is not None:
+            parent = versions[version.parent]
+            fork_label = joke.labels[version.fork]
+            step = version.fork - joke.generation.prompt_length
+            notes.insert(
+                0,
+                f"A branch of {parent.name}: {fork_label} forced at written step {step}, the "
+                "rest written with the same seed and settings.",
+            )
+            shift = attention_shift(
+                parent.joke.generation.attention, joke.generation.attention, version.fork
+            )
+        found = self.originality.check(joke.text)
         originality = rendering.render_originality(
             found.verdict, found.similarity, found.joke, found.note
         )
+        last = len(joke.generation.token_ids) - 1  # show the last token's views at once
+        surprisal = surprisal_bits(joke.generation).tolist()
         return {
-            joke_panel.card: rendering.render_joke(
+            page.joke.card: rendering.render_joke(
                 joke.request.prompt,
                 joke.written,
                 writing=False,
@@ -112,36 +149,104 @@ class Handlers:
                 notes=notes,
                 originality=originality,
             ),
-            inside.tokens: rendering.render_token_row(
-                joke.labels, joke.generation.prompt_length, last
+            page.inside.tokens: rendering.render_token_row(
+                joke.labels, joke.generation.prompt_length, last, surprisal
             ),
-            self.page.joke_state: joke,
-            self.page.selected: last,
+            page.joke_state: joke,
+            page.versions: versions,
+            page.explain.versions: gr.Radio(
+                choices=[(v.name, i) for i, v in enumerate(versions)], value=current
+            ),
+            page.explain.changes: analysis_rendering.render_changes(
+                shift, fork_label or "", SHIFT_STEPS
+            ),
+            **self.views(joke, last, layer_index, head_index, heads_off, mode),
+        }
+
+    # -- one selected token: every view of it
+
+    def views(
+        self, joke: Joke, index: int, layer: int, head: int, heads_off: Heads, mode: str
+    ) -> dict[Any, Any]:
+        inside, explain = self.page.inside, self.page.explain
+        info, grid, matrix = token_views(joke, index, layer, head)
+        return {
+            self.page.selected: index,
+            inside.position: gr.Slider(value=index, maximum=len(joke.labels) - 1),
             inside.token_info: info,
             inside.heads: grid,
-            inside.matrix: one_head,
-            self.page.settings.seed: joke.request.settings.seed,
-            joke_panel.command: cli,
-            joke_panel.client_code: python,
+            self.page.one_head.matrix: matrix,
+            explain.rewritten: "",
+            **self.analysis(joke, index, heads_off, mode),
+        }
+
+    def analysis(self, joke: Joke, index: int, heads_off: Heads, mode: str) -> dict[Any, Any]:
+        """The lens, the importance grid and the knockout of the token at `index`."""
+        explain, g = self.page.explain, joke.generation
+        step = index - g.prompt_length
+        if step < 0:
+            return {
+                explain.lens: rendering.render_placeholder(PICK_WRITTEN.format(what="the lens")),
+                explain.knockout_grid: rendering.render_placeholder(
+                    PICK_WRITTEN.format(what="which heads it needed")
+                ),
+                explain.knockout_result: "",
+            }
+        label, token_id = joke.labels[index], g.token_ids[index]
+        lens = self.explainer.lens(g.token_ids, g.prompt_length, step)
+        importance = self.explainer.importance(g.token_ids, g.prompt_length, step, mode)
+        knocked = (
+            self.explainer.knockout(g.token_ids, g.prompt_length, step, heads_off, mode)
+            if heads_off
+            else None
+        )
+        written = joke.labels[g.prompt_length :]
+        return {
+            explain.lens: analysis_rendering.render_lens(lens, written, g.prompt_length),
+            explain.knockout_grid: analysis_rendering.render_knockout_grid(
+                importance, heads_off, mode, label
+            ),
+            explain.knockout_result: analysis_rendering.render_knockout_result(
+                knocked, label, token_id
+            ),
         }
 
     def select_token(
-        self, joke: Joke | None, layer_index: int, head_index: int, evt: gr.SelectData
-    ) -> tuple:
+        self,
+        joke: Joke | None,
+        layer: int,
+        head: int,
+        heads_off: Heads,
+        mode: str,
+        evt: gr.SelectData,
+    ) -> dict[Any, Any]:
+        """A click on a token chip, or on a column of the lens map."""
         index = evt.index
         if joke is None or type(index) is not int or not 0 <= index < len(joke.labels):
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return index, *token_views(joke, index, layer_index, head_index)
+            return {}
+        return self.views(joke, index, layer, head, heads_off, mode)
+
+    def move(
+        self,
+        joke: Joke | None,
+        index: int | None,
+        by: int,
+        layer: int,
+        head: int,
+        heads_off: Heads,
+        mode: str,
+    ) -> dict[Any, Any]:
+        """The timeline: one token back or forward, or to the slider's position (by=0)."""
+        if joke is None or not isinstance(index, int | float):
+            return {}
+        index = min(max(int(index) + by, 0), len(joke.labels) - 1)
+        return self.views(joke, index, layer, head, heads_off, mode)
 
     def select_head(self, joke: Joke | None, index: int | None, evt: gr.SelectData) -> tuple:
-        pair = evt.index
-        valid = isinstance(pair, list) and len(pair) == 2 and all(type(i) is int for i in pair)
-        if joke is None or index is None or not valid:
+        pair = self.head_pair(evt)
+        if joke is None or index is None or pair is None:
             return gr.skip(), gr.skip(), gr.skip()
         layer_index, head_index = pair
-        c = self.writer.config
-        if not (0 <= layer_index < c.n_layer and 0 <= head_index < c.n_head):
-            return gr.skip(), gr.skip(), gr.skip()
         return layer_index, head_index, matrix_view(joke, index, layer_index, head_index)
 
     def change_head(
@@ -151,76 +256,59 @@ class Handlers:
             return gr.skip()
         return matrix_view(joke, index, layer_index, head_index)
 
-
-def generate_endpoint(writer: JokeWriter, originality: OriginalityCheck) -> Callable[..., dict]:
-    """The /generate API function; its signature and docstring are what clients are shown."""
-    c = writer.config
-
-    def generate(
-        prompt: str = "",
-        temperature: float = DEFAULTS.temperature,
-        top_k: int = min(DEFAULTS.top_k, c.vocab_size),
-        top_p: float = DEFAULTS.top_p,
-        max_new_tokens: int = min(DEFAULTS.max_new_tokens, c.block_size),
-        seed: int = -1,
-        clean: bool = True,
-    ) -> dict:
-        """Write one joke. Returns its text, tokens, attention (layers x heads x T x T) and
-        the model's five most likely candidates at each written position. seed=-1: random.
-        clean=True: a joke flagged as offensive is written again with the next seed (`tries`
-        says how many were written; an error if none of 5 is clean). `nearest` compares the
-        joke with the training jokes: {similarity, verdict: "new" | "close to a known joke" |
-        null, joke: the nearest training joke, note: why there is no verdict}."""
-        return generate_json(
-            writer, originality, prompt, temperature, top_k, top_p, max_new_tokens, seed, clean
-        )
-
-    return generate
+    def head_pair(self, evt: gr.SelectData) -> tuple[int, int] | None:
+        """The (layer, head) a click in a grid named, if it names one of this model's heads."""
+        pair, c = evt.index, self.writer.config
+        valid = isinstance(pair, list) and len(pair) == 2 and all(type(i) is int for i in pair)
+        if not valid or not (0 <= pair[0] < c.n_layer and 0 <= pair[1] < c.n_head):
+            return None
+        return pair[0], pair[1]
 
 
 def connect(page: Page, handlers: Handlers) -> None:
-    """Bind the page's events to the handlers, and add the /generate endpoint."""
-    joke, settings, inside = page.joke, page.settings, page.inside
-    views = inside.views()
+    """Bind the page's events to the handlers, and add the API endpoints."""
+    joke, settings, inside, explain = page.joke, page.settings, page.inside, page.explain
+    views = page.token_views()
+    shown = [*page.version_views(), *views]
+    knobs = [page.one_head.layer, page.one_head.head, page.heads_off, explain.mode]
     gr.on(
         [joke.tell.click, joke.prompt.submit],
         handlers.tell_joke,
-        inputs=[joke.prompt, *settings.inputs(), inside.layer, inside.head],
-        outputs=[
-            joke.card,
-            inside.tokens,
-            page.joke_state,
-            page.selected,
-            *views,
-            settings.seed,
-            joke.command,
-            joke.client_code,
-        ],
-        show_progress="hidden",
-        api_visibility="private",
-        **WRITING,
+        inputs=[joke.prompt, *settings.inputs(), *knobs],
+        outputs=[*shown, settings.seed, joke.command, joke.client_code],
+        **PAGE_WRITING,
     )
-    inside.tokens.select(
-        handlers.select_token,
-        [page.joke_state, inside.layer, inside.head],
-        [page.selected, *views],
+    for clickable in (inside.tokens, explain.lens):  # token chips and lens-map columns
+        clickable.select(handlers.select_token, [page.joke_state, *knobs], views, **VIEWING)
+    for button, by in ((inside.back, -1), (inside.forward, 1)):
+        button.click(
+            lambda *values, by=by: handlers.move(values[0], values[1], by, *values[2:]),
+            [page.joke_state, page.selected, *knobs],
+            views,
+            **VIEWING,
+        )
+    inside.position.release(
+        lambda *values: handlers.move(values[0], values[1], 0, *values[2:]),
+        [page.joke_state, inside.position, *knobs],
+        views,
         **VIEWING,
     )
     inside.heads.select(
         handlers.select_head,
         [page.joke_state, page.selected],
-        [inside.layer, inside.head, inside.matrix],
+        [page.one_head.layer, page.one_head.head, page.one_head.matrix],
         **VIEWING,
     )
     gr.on(
-        [inside.layer.input, inside.head.input],
+        [page.one_head.layer.input, page.one_head.head.input],
         handlers.change_head,
-        [page.joke_state, page.selected, inside.layer, inside.head],
-        inside.matrix,
+        [page.joke_state, page.selected, page.one_head.layer, page.one_head.head],
+        page.one_head.matrix,
         **VIEWING,
     )
+    connect_explainer(page, ExplainHandlers(handlers))
     # Typing a seed means "use this one".
     settings.seed.input(
         lambda: False, None, settings.random_seed, queue=False, api_visibility="private"
     )
-    gr.api(generate_endpoint(handlers.writer, handlers.originality), api_name="generate", **WRITING)
+    add_endpoints(handlers.writer, handlers.originality, handlers.explainer)

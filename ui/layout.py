@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from serving.explainer import Explainer
 from serving.limits import CLEAN_TRIES, MAX_PROMPT_CHARS, MAX_SEED
 from serving.originality import OriginalityCheck
 from serving.writer import DEFAULTS, JokeWriter
@@ -28,6 +29,18 @@ HELP = {  # the hint under each control
     "n": "New tokens at most.",
     "seed": "Picks one and shows it here.",
     "clean": f"A joke flagged as offensive is written again (up to {CLEAN_TRIES} tries).",
+}
+MODE_NAMES = {"zero": "zeros (zero ablation)", "mean": "its average output (mean ablation)"}
+ABOUT = {  # what each panel shows, and what it does not prove
+    "lens": "Each layer's residual stream read out through the final norm and the output "
+    "layer, as if the model stopped there. It shows when the answer becomes readable, not "
+    "where it was computed: early layers were never trained to be read this way.",
+    "knockout": "Switch heads off and see the prediction change. A knockout shows that a head "
+    "was *necessary* here, not that it is *sufficient*: heads can stand in for each other, "
+    "and a head whose knockout changes nothing may still matter together with others.",
+    "branches": "Click any candidate in the card above to force that token and let the model "
+    "write on, same seed and settings. Attention that moved after the fork shows where heads "
+    "looked differently, not why: attention is not explanation.",
 }
 
 
@@ -65,15 +78,31 @@ class SettingsPanel:
 
 @dataclass
 class InsidePanel:
-    tokens: gr.HTML  # the clickable token row
-    token_info: gr.HTML  # the selected token's candidates
+    tokens: gr.HTML  # the clickable token row, with the surprisal strip
+    back: gr.Button  # the timeline: one token back,
+    position: gr.Slider  # to any token,
+    forward: gr.Button  # one token forward
+    token_info: gr.HTML  # the selected token's card: "why this token"
     heads: gr.HTML  # the layers x heads grid of the selected token's attention
+
+
+@dataclass
+class MatrixPanel:
     layer: gr.Radio
     head: gr.Radio
     matrix: gr.HTML  # one head's whole matrix
 
-    def views(self) -> list[gr.components.Component]:
-        return [self.token_info, self.heads, self.matrix]
+
+@dataclass
+class ExplainPanel:
+    lens: gr.HTML  # the logit lens at the selected token, and over the whole joke
+    knockout_grid: gr.HTML  # the importance map; a click switches a head off
+    mode: gr.Radio  # zero or mean ablation
+    knockout_result: gr.HTML  # the top five with the heads on and off
+    rewrite: gr.Button
+    rewritten: gr.HTML  # the rest of the joke written again with the heads off
+    versions: gr.Radio  # the original joke and its branches
+    changes: gr.HTML  # which heads attended differently after the fork
 
 
 @dataclass
@@ -81,8 +110,27 @@ class Page:
     joke: JokePanel
     settings: SettingsPanel
     inside: InsidePanel
-    joke_state: gr.State  # the visitor's finished Joke (None while one is written)
+    explain: ExplainPanel
+    one_head: MatrixPanel
+    joke_state: gr.State  # the shown version's Joke (None while one is written)
     selected: gr.State  # the index of the selected token
+    versions: gr.State  # list of ui.events.Version: the original joke and its branches
+    heads_off: gr.State  # [(layer, head), ...] switched off by the visitor
+
+    def html_views(self) -> list[gr.components.Component]:
+        """The views of the selected token that are HTML (emptied while a joke is written)."""
+        i, e = self.inside, self.explain
+        return [i.token_info, i.heads, self.one_head.matrix, e.lens, e.knockout_grid,
+                e.knockout_result, e.rewritten]  # fmt: skip
+
+    def token_views(self) -> list[gr.components.Component]:
+        """Everything ui.events.Handlers.views sets for a selected token."""
+        return [self.selected, self.inside.position, *self.html_views()]
+
+    def version_views(self) -> list[gr.components.Component]:
+        """What else changes with the version shown (ui.events.Handlers.show_version)."""
+        return [self.joke.card, self.inside.tokens, self.joke_state, self.versions,
+                self.explain.versions, self.explain.changes]  # fmt: skip
 
 
 def create_header() -> None:
@@ -135,8 +183,7 @@ def create_settings_panel(writer: JokeWriter) -> SettingsPanel:
     return SettingsPanel(temperature, top_k, top_p, max_new_tokens, seed, random_seed, clean)
 
 
-def create_inside_panel(writer: JokeWriter) -> InsidePanel:
-    c = writer.config
+def create_inside_panel() -> InsidePanel:
     gr.Markdown("### Tokens\nWhat the model read and wrote. Click one to look inside.")
     tokens = gr.HTML(
         rendering.render_placeholder("The tokens of your joke will appear here."),
@@ -144,21 +191,63 @@ def create_inside_panel(writer: JokeWriter) -> InsidePanel:
         apply_default_css=False,
         js_on_load=script("token_click.js"),
     )
+    with gr.Row(equal_height=True, elem_id="timeline"):
+        back = gr.Button("◀ Previous", size="sm", scale=0, min_width=110)
+        position = gr.Slider(0, 1, 0, step=1, label="Token", show_label=False, scale=1)
+        forward = gr.Button("Next ▶", size="sm", scale=0, min_width=110)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=300):
-            token_info = gr.HTML(elem_id="token-info", apply_default_css=False, js_on_load=None)
+            token_info = gr.HTML(
+                elem_id="token-info", apply_default_css=False, js_on_load=script("branch_click.js")
+            )
         with gr.Column(scale=3, min_width=320):
             heads = gr.HTML(
                 elem_id="heads",
                 apply_default_css=False,
                 js_on_load=script("tooltip.js") + script("head_click.js"),
             )
+    return InsidePanel(tokens, back, position, forward, token_info, heads)
+
+
+def create_matrix_panel(writer: JokeWriter) -> MatrixPanel:
+    c = writer.config
     gr.Markdown("### One head, every token")
     with gr.Row():
         layer = gr.Radio([(str(i + 1), i) for i in range(c.n_layer)], value=0, label="Layer")
         head = gr.Radio([(str(i + 1), i) for i in range(c.n_head)], value=0, label="Head")
     matrix = gr.HTML(elem_id="matrix", apply_default_css=False, js_on_load=script("tooltip.js"))
-    return InsidePanel(tokens, token_info, heads, layer, head, matrix)
+    return MatrixPanel(layer, head, matrix)
+
+
+def create_explain_panel(explainer: Explainer) -> ExplainPanel:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            gr.Markdown("### Logit lens: what each layer was about to say\n" + ABOUT["lens"])
+            lens = gr.HTML(
+                elem_id="lens", apply_default_css=False, js_on_load=script("token_click.js")
+            )
+        with gr.Column(scale=1, min_width=300):
+            gr.Markdown("### Head knockout: which heads mattered\n" + ABOUT["knockout"])
+            mode = gr.Radio(
+                [(MODE_NAMES[m], m) for m in explainer.modes],
+                value=explainer.modes[-1],
+                label="A switched-off head outputs",
+            )
+            knockout_grid = gr.HTML(
+                elem_id="knockout", apply_default_css=False, js_on_load=script("head_click.js")
+            )
+            knockout_result = gr.HTML(elem_id="knockout-result", apply_default_css=False)
+            rewrite = gr.Button("Rewrite the rest with these heads off", size="sm")
+            rewritten = gr.HTML(elem_id="rewritten", apply_default_css=False)
+    gr.Markdown("### Branches: what would have happened otherwise\n" + ABOUT["branches"])
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=240):
+            versions = gr.Radio([("Original", 0)], value=0, label="Version shown")
+        with gr.Column(scale=2, min_width=300):
+            changes = gr.HTML(elem_id="changes", apply_default_css=False)
+    return ExplainPanel(
+        lens, knockout_grid, mode, knockout_result, rewrite, rewritten, versions, changes
+    )
 
 
 def create_how_it_works(writer: JokeWriter) -> None:
@@ -174,8 +263,10 @@ def create_how_it_works(writer: JokeWriter) -> None:
             )
 
 
-def create_demo(writer: JokeWriter, originality: OriginalityCheck, address: str) -> gr.Blocks:
-    """The whole page, its events bound to `writer`. `address` is the server's own URL, for
+def create_demo(
+    writer: JokeWriter, originality: OriginalityCheck, explainer: Explainer, address: str
+) -> gr.Blocks:
+    """The whole page, its events bound to the service. `address` is the server's own URL, for
     the "get this joke again" code when the browser does not say which address it used."""
     # No analytics: the page and the server talk to nobody but each other.
     with Blocks(title="Punchline: a tiny GPT that tells jokes", analytics_enabled=False) as demo:
@@ -185,8 +276,14 @@ def create_demo(writer: JokeWriter, originality: OriginalityCheck, address: str)
                 joke = create_joke_panel()
             with gr.Column(scale=2, min_width=260):
                 settings = create_settings_panel(writer)
-        inside = create_inside_panel(writer)
+        inside = create_inside_panel()
+        explain = create_explain_panel(explainer)
+        one_head = create_matrix_panel(writer)
         create_how_it_works(writer)
-        page = Page(joke, settings, inside, joke_state=gr.State(None), selected=gr.State(None))
-        events.connect(page, events.Handlers(writer, originality, page, address))
+        page = Page(
+            joke, settings, inside, explain, one_head,
+            joke_state=gr.State(None), selected=gr.State(None), versions=gr.State([]),
+            heads_off=gr.State([]),
+        )  # fmt: skip
+        events.connect(page, events.Handlers(writer, originality, explainer, page, address))
     return demo

@@ -36,7 +36,26 @@ SCALE = [
 ]
 MASKED = (229, 231, 235)  # future positions, which causal attention never sees
 LEGEND_TICKS = (0.0, 0.05, 0.25, 0.5, 1.0)
+SURPRISE_SCALE_BITS = 12.0  # surprisal drawn darkest from here on
+# ColorBrewer YlOrRd, for surprise: pale when expected, dark red when surprising.
+SURPRISE = np.array(
+    [[255, 255, 204], [255, 237, 160], [254, 217, 118], [254, 178, 76], [253, 141, 60],
+     [252, 78, 42], [227, 26, 28], [189, 0, 38], [128, 0, 38]], dtype=np.float64,
+)  # fmt: skip
 _ANCHORS = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in SCALE], dtype=np.float64)
+
+
+def _rgb(colour: np.ndarray) -> str:
+    r, g, b = (round(float(c)) for c in colour)
+    return f"rgb({r},{g},{b})"
+
+
+def surprise_colour(bits: float) -> str:
+    """Surprisal in bits -> a CSS colour, pale (expected) to dark red (surprising)."""
+    t = min(max(bits, 0.0), SURPRISE_SCALE_BITS) / SURPRISE_SCALE_BITS * (len(SURPRISE) - 1)
+    low = int(np.floor(t))
+    high = min(low + 1, len(SURPRISE) - 1)
+    return _rgb(SURPRISE[low] + (SURPRISE[high] - SURPRISE[low]) * (t - low))
 
 
 def short(label: str, limit: int = MAX_LABEL_CHARS) -> str:
@@ -131,22 +150,37 @@ def render_placeholder(text: str) -> str:
     return f'<div class="pl-placeholder">{html.escape(text)}</div>'
 
 
-def render_token_row(labels: list[str], prompt_length: int, selected: int | None) -> str:
-    """Clickable chips: the start token, the typed tokens and the written tokens look different."""
+def render_token_row(
+    labels: list[str],
+    prompt_length: int,
+    selected: int | None,
+    surprisal: list[float] | None = None,
+) -> str:
+    """Clickable chips: the start token, the typed tokens and the written tokens look different.
+
+    surprisal: bits of each written token; a bar under each written chip shows it (the
+    surprisal strip: where the model was surprised, a punchline often is).
+    """
     chips = []
     for i, label in enumerate(labels):
         kind = "start" if i == 0 else "typed" if i < prompt_length else "written"
         who = {"start": "start token", "typed": "typed by you", "written": "written by the model"}
         mark = " selected" if i == selected else ""
+        title, strip = f"token {i}: {who[kind]}", ""
+        if kind == "written" and surprisal is not None:
+            bits = surprisal[i - prompt_length]
+            title += f", surprisal {bits:.1f} bits"
+            strip = f'<i class="pl-surprise" style="background:{surprise_colour(bits)}"></i>'
         chips.append(
             f'<button class="pl-chip pl-{kind}{mark}" data-index="{i}" '
-            f'title="token {i}: {who[kind]}">{html.escape(label)}</button>'
+            f'title="{_attr(title)}">{html.escape(label)}{strip}</button>'
         )
     key = (
         '<div class="pl-key"><span class="pl-chip pl-start">⟨start⟩</span> opens every joke '
         '<span class="pl-chip pl-typed">typed</span> your opening words '
         '<span class="pl-chip pl-written">written</span> by the model · '
-        "· is a space, ↵ a new line</div>"
+        "· is a space, ↵ a new line · the bar under a written token: how surprised the model "
+        "was by it (darker: more surprising)</div>"
     )
     return f'<div class="pl-tokens">{"".join(chips)}</div>{key}'
 
@@ -166,14 +200,9 @@ def render_legend() -> str:
     )
 
 
-def render_candidates(
-    label: str,
-    position: int,
-    kind: str,
-    candidates: list[tuple[str, float]] | None,
-    chosen: int | None,
-) -> str:
-    """What the model was choosing between when it wrote the selected token."""
+def render_read_token(label: str, position: int, kind: str) -> str:
+    """The card of a token the model read but did not write: the start token or a typed one.
+    (A written token's card is analysis_rendering.render_step_card.)"""
     chip = f'<span class="pl-chip pl-{kind}">{html.escape(label)}</span>'
     head = f'<div class="pl-info-head">{chip} <span>token {position}</span></div>'
     if kind == "start":
@@ -181,32 +210,11 @@ def render_candidates(
             "<p>The start token. Every joke begins with it (it is the token that marks the end "
             "of a joke in training), so the model always has something to look at.</p>"
         )
-    elif kind == "typed":
+    else:
         body = (
             "<p>You typed this token: it is part of the opening words, so the model did not "
             "choose it. Its attention below is still real: it is what the model computed while "
             "reading your words.</p>"
-        )
-    else:
-        rows = []
-        for rank, (name, p) in enumerate(candidates or []):
-            mark = ' class="chosen"' if rank == chosen else ""
-            note = "<em>chosen</em>" if rank == chosen else ""
-            rows.append(
-                f'<li{mark}><span class="pl-cand">{html.escape(name)}</span>'
-                f'<span class="pl-bar"><i style="width:{100 * p:.1f}%"></i></span>'
-                f'<span class="pl-p">{100 * p:.1f}%</span>{note}</li>'
-            )
-        outside = (
-            "<p>The sampled token was not among these five: temperature, top-k and top-p "
-            "let a less likely token through.</p>"
-            if chosen is None
-            else ""
-        )
-        body = (
-            "<p>Written by the model. Its five most likely next tokens at this point (its own "
-            "probabilities, before temperature, top-k and top-p reshape them):</p>"
-            f'<ol class="pl-cands">{"".join(rows)}</ol>{outside}'
         )
     return f'<div class="pl-info">{head}{body}</div>'
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from model.gpt import count_parameters
+from serving.explainer import surprisal_bits
 from serving.joke import Joke
 from serving.writer import JokeWriter
-from ui import rendering
+from ui import analysis_rendering, rendering
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -39,17 +40,26 @@ def describe(joke: Joke) -> tuple[str, list[str]]:
 
 
 def token_views(joke: Joke, index: int, layer: int, head: int) -> tuple[str, str, str]:
-    """Candidates, the layers x heads grid and one head's matrix, for the token at `index`."""
+    """The card, the layers x heads grid and one head's matrix, for the token at `index`."""
     generation = joke.generation
     kind = "start" if index == 0 else "typed" if index < generation.prompt_length else "written"
-    candidates = chosen = None
     if kind == "written":
-        ids, probabilities = generation.candidates[index - generation.prompt_length]
-        names = joke.candidate_labels[index - generation.prompt_length]
-        candidates = list(zip(names, probabilities, strict=True))
-        token = generation.token_ids[index]
-        chosen = ids.index(token) if token in ids else None
-    info = rendering.render_candidates(joke.labels[index], index, kind, candidates, chosen)
+        step = index - generation.prompt_length
+        ids, probabilities = generation.candidates[step]
+        names = joke.candidate_labels[step]
+        rows = list(zip(ids, names, probabilities, generation.sampling[step], strict=True))
+        info = analysis_rendering.render_step_card(
+            joke.labels[index],
+            generation.token_ids[index],
+            index,
+            step,
+            float(surprisal_bits(generation)[step]),
+            rows,
+            generation.chosen_probabilities[step],
+            generation.forced[step],
+        )
+    else:
+        info = rendering.render_read_token(joke.labels[index], index, kind)
     rows = generation.attention[:, :, index, : index + 1]  # (layers, heads, index + 1)
     heads = rendering.render_heads_grid(rows, joke.labels, index)
     return info, heads, matrix_view(joke, index, layer, head)

@@ -1,0 +1,251 @@
+"""Explainer: why the model wrote each token, for every visitor, compiled once.
+
+For a written token (its `step`: 0 is the first token the model wrote) it answers:
+
+- `lens`: what each layer would have predicted there (model/lens.py), and the written
+  token's probability at every layer and step of the joke (the heatmap);
+- `knockout`: the top five before and after switching heads off (model/knockout.py), and
+  `rewrite`: the rest of the joke written again with those heads off, same seed;
+- `importance`: the effect of knocking out each single head (model/ablation.py);
+- `branch`: the joke with another token forced at that step, written on with its seed.
+
+The token at position p is predicted by the model's output at position p - 1: every
+analysis of a step reads that position. The compiled functions (jax.jit) take the weights as
+a list of arrays and tokens padded to the prefill's few lengths (model/generate.py), so no
+joke's length compiles anything new after `warm_up`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from data.offensive import is_offensive
+from model.ablation import importance_map, knockout_effect
+from model.checkpoint import load_head_means
+from model.generate import CANDIDATES, Generation, prefill_lengths
+from model.knockout import MEAN, MODES, ZERO, knockout
+from model.lens import lens_log_probs, read_lens
+from model.trace import trace
+from serving.errors import RequestError
+from serving.joke import Joke, JokeRequest
+from serving.writer import JokeWriter
+
+LENS_TOP = 3  # guesses shown per layer
+BITS = 1 / math.log(2)  # natural-log differences times this are differences in bits
+
+
+@dataclass(frozen=True)
+class Candidate:
+    token_id: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class LayerGuess:
+    layer: int  # 0: the embeddings alone; l: after block l (the last is the model's output)
+    top: list[Candidate]
+    chosen_probability: float  # of the written token
+    chosen_rank: int  # 0: the layer's top guess
+
+
+@dataclass(frozen=True)
+class LensView:
+    step: int
+    token_id: int  # the written token
+    predicting: str  # its label
+    layers: list[LayerGuess]
+    commitment: int | None  # from this layer on the top guess is the written token
+    heatmap: np.ndarray  # (L+1, written): each layer's probability of each written token
+
+
+@dataclass(frozen=True)
+class KnockoutView:
+    step: int
+    heads: list[tuple[int, int]]
+    mode: str
+    before: list[Candidate]  # the top five with every head
+    after: list[Candidate]  # the top five with the heads off
+    chosen_before: float  # the written token's probability with every head
+    chosen_after: float
+    change_bits: float  # log2 p(after) - log2 p(before) of the written token
+
+
+def surprisal_bits(generation: Generation) -> np.ndarray:
+    """-log2 p of each written token under the model's own distribution: (written,)."""
+    return -np.log2(np.maximum(np.asarray(generation.chosen_probabilities, np.float64), 1e-30))
+
+
+class Explainer:
+    """The analyses of one JokeWriter's model, compiled once and shared by every visitor."""
+
+    def __init__(self, writer: JokeWriter):
+        self.writer = writer
+        self.config = c = writer.config
+        # The mean outputs are None for a folder exported before they existed: then only
+        # zero ablation is offered.
+        self.head_means = load_head_means(writer.folder, c)
+        self.zeros = np.zeros((c.n_layer, c.n_head, c.d_head), np.float32)
+        graphdef, params = nnx.split(writer.model)
+        structure = jax.tree.structure(params)
+        self.weights = jax.tree.leaves(params)
+
+        def model_of(weights):
+            return nnx.merge(graphdef, jax.tree.unflatten(structure, weights))
+
+        def lens(weights, tokens, position):
+            model = model_of(weights)
+            log_probs = lens_log_probs(model, trace(model, tokens).residuals)[0]  # (L+1, T, V)
+            following = jnp.roll(tokens[0], -1)  # (T,): the token written after each position
+            chosen = jnp.take_along_axis(log_probs, following[None, :, None], axis=-1)[..., 0]
+            return chosen, log_probs[:, position]  # (L+1, T), (L+1, V)
+
+        self._lens = jax.jit(lens)
+        self._effect = jax.jit(lambda w, *args: knockout_effect(model_of(w), *args))
+        self._importance = jax.jit(lambda w, *args: importance_map(model_of(w), *args))
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The knockout modes this model offers."""
+        return MODES if self.head_means is not None else (ZERO,)
+
+    def replacement(self, mode: str) -> np.ndarray:
+        """What a head outputs while knocked out: (L, H, d_head)."""
+        if mode == MEAN:
+            if self.head_means is None:
+                raise RequestError(
+                    "this model folder ships no mean head outputs, so only mode='zero' "
+                    "works; add them with python -m training.head_means FOLDER"
+                )
+            return self.head_means
+        return self.zeros
+
+    def _padded(self, token_ids: Sequence[int]) -> np.ndarray:
+        """(1, T) tokens padded with the end-of-joke token to the next prefill length."""
+        length = next(n for n in prefill_lengths(self.config.block_size) if n >= len(token_ids))
+        tokens = np.full((1, length), self.writer.end_of_joke, np.int32)
+        tokens[0, : len(token_ids)] = token_ids
+        return tokens
+
+    def _candidates(self, ids: Sequence[int], probabilities: Sequence[float]) -> list[Candidate]:
+        labels = self.writer.labels(list(ids), start=False)
+        return [
+            Candidate(int(i), label, float(p))
+            for i, label, p in zip(ids, labels, probabilities, strict=True)
+        ]
+
+    def warm_up(self) -> None:
+        """Compile every analysis for every padded length, before the first visitor."""
+        for length in prefill_lengths(self.config.block_size):
+            ids = [self.writer.end_of_joke] * min(max(2, length), self.config.block_size)
+            step = len(ids) - 2  # the last token, after the start token as the prompt
+            self.lens(ids, 1, step)
+            self.knockout(ids, 1, step, [(0, 0)], ZERO)
+            self.importance(ids, 1, step, ZERO)
+
+    # Each analysis reads a sequence `token_ids` whose first `prompt_length` tokens are the
+    # start token and the prompt; `step` counts the written tokens after them.
+
+    def lens(self, token_ids: Sequence[int], prompt_length: int, step: int) -> LensView:
+        """The logit lens at written token `step`, and the heatmap over every written one."""
+        position = prompt_length + step
+        chosen, at_position = self._lens(self.weights, self._padded(token_ids), position - 1)
+        reading = read_lens(np.asarray(at_position), token_ids[position], LENS_TOP)
+        layers = [
+            LayerGuess(
+                layer,
+                self._candidates(reading.top_ids[layer], reading.top_probabilities[layer]),
+                float(reading.chosen_probability[layer]),
+                int(reading.chosen_rank[layer]),
+            )
+            for layer in range(self.config.n_layer + 1)
+        ]
+        # Column s: the prediction of written token s, read at the position before it.
+        heatmap = np.exp(np.asarray(chosen)[:, prompt_length - 1 : len(token_ids) - 1])
+        label = self.writer.labels([token_ids[position]], start=False)[0]
+        return LensView(step, token_ids[position], label, layers, reading.commitment, heatmap)
+
+    def knockout(
+        self,
+        token_ids: Sequence[int],
+        prompt_length: int,
+        step: int,
+        heads: list[tuple[int, int]],
+        mode: str,
+    ) -> KnockoutView:
+        """The top five at written token `step` with every head, and with `heads` off."""
+        position = prompt_length + step
+        heads_off = knockout(self.config, heads, self.replacement(mode))
+        clean, knocked = self._effect(
+            self.weights, self._padded(token_ids[:position]), np.int32(position - 1), heads_off
+        )
+        clean, knocked = np.asarray(clean), np.asarray(knocked)  # (V,) log-probabilities
+        views = []
+        for log_probs in (clean, knocked):
+            top = np.argsort(-log_probs, kind="stable")[:CANDIDATES]
+            views.append(self._candidates(top, np.exp(log_probs[top])))
+        chosen = token_ids[position]
+        return KnockoutView(
+            step=step,
+            heads=heads,
+            mode=mode,
+            before=views[0],
+            after=views[1],
+            chosen_before=float(np.exp(clean[chosen])),
+            chosen_after=float(np.exp(knocked[chosen])),
+            change_bits=float(knocked[chosen] - clean[chosen]) * BITS,
+        )
+
+    def importance(
+        self, token_ids: Sequence[int], prompt_length: int, step: int, mode: str
+    ) -> np.ndarray:
+        """(L, H): the change in log2 p of written token `step` when each single head is
+        knocked out, in bits (negative: the head helped write it)."""
+        position = prompt_length + step
+        grid = self._importance(
+            self.weights,
+            self._padded(token_ids[:position]),
+            np.int32(position - 1),
+            np.int32(token_ids[position]),
+            self.replacement(mode),
+        )
+        return np.asarray(grid, np.float64) * BITS
+
+    # -- writing again: the rest of a joke with heads off, or from another token
+
+    def rewrite(self, joke: Joke, step: int, heads: list[tuple[int, int]], mode: str) -> Joke:
+        """The joke written again from `step` with `heads` off: the tokens before it kept,
+        the same seed (so every difference comes from the heads)."""
+        heads_off = knockout(self.config, heads, self.replacement(mode))
+        kept = written(joke)[:step]
+        return self._checked(joke.request, self.writer.write(joke.request, heads_off, kept))
+
+    def branch(self, joke: Joke, step: int, token_id: int) -> Joke:
+        """The joke with `token_id` forced at `step`, then written on with the same seed."""
+        if token_id == self.writer.end_of_joke:
+            raise RequestError(
+                "token_id is the end-of-joke token: a branch must write a token; pick another"
+            )
+        forced = [*written(joke)[:step], token_id]
+        return self._checked(joke.request, self.writer.write(joke.request, forced=forced))
+
+    def _checked(self, job: JokeRequest, joke: Joke) -> Joke:
+        if job.clean and is_offensive([joke.text])[0]:
+            raise RequestError(
+                "The new version was flagged as offensive and clean mode is on: pick another "
+                "token or heads, or turn off clean mode.",
+                title="Offensive version",
+            )
+        return joke
+
+
+def written(joke: Joke) -> list[int]:
+    """The token ids the model wrote (after the start token and the prompt)."""
+    return joke.generation.token_ids[joke.generation.prompt_length :]

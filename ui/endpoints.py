@@ -1,0 +1,128 @@
+"""The API: the functions behind /generate and the explainer's /lens, /knockout, /importance
+and /branch. Their signatures and docstrings are what gradio_client shows; each hands the
+values it got, whatever they are, to serving/api.py, which checks them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gradio as gr
+
+from serving.api import branch_json, generate_json, importance_json, knockout_json, lens_json
+from serving.explainer import Explainer
+from serving.originality import OriginalityCheck
+from serving.writer import DEFAULTS, JokeWriter
+
+# One model call at a time, in the same queue as the page's jokes (ui/events.py).
+WRITING = {"concurrency_limit": 1, "concurrency_id": "model"}
+
+
+def generate_endpoint(writer: JokeWriter, originality: OriginalityCheck) -> Callable[..., dict]:
+    """The /generate API function; its signature and docstring are what clients are shown."""
+    c = writer.config
+
+    def generate(
+        prompt: str = "",
+        temperature: float = DEFAULTS.temperature,
+        top_k: int = min(DEFAULTS.top_k, c.vocab_size),
+        top_p: float = DEFAULTS.top_p,
+        max_new_tokens: int = min(DEFAULTS.max_new_tokens, c.block_size),
+        seed: int = -1,
+        clean: bool = True,
+    ) -> dict:
+        """Write one joke. Returns its text, tokens, attention (layers x heads x T x T) and
+        the model's five most likely candidates at each written position. seed=-1: random.
+        clean=True: a joke flagged as offensive is written again with the next seed (`tries`
+        says how many were written; an error if none of 5 is clean). `nearest` compares the
+        joke with the training jokes: {similarity, verdict: "new" | "close to a known joke" |
+        null, joke: the nearest training joke, note: why there is no verdict}."""
+        return generate_json(
+            writer, originality, prompt, temperature, top_k, top_p, max_new_tokens, seed, clean
+        )
+
+    return generate
+
+
+def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
+    """/lens, /knockout, /importance and /branch. Each takes the joke as /generate returned it
+    (prompt, settings and its `seed`: they write it again word for word) and a written step."""
+    writer = explainer.writer
+    c = writer.config
+    top_k_default = min(DEFAULTS.top_k, c.vocab_size)
+    length_default = min(DEFAULTS.max_new_tokens, c.block_size)
+
+    def lens(
+        prompt: str = "",
+        temperature: float = DEFAULTS.temperature,
+        top_k: int = top_k_default,
+        top_p: float = DEFAULTS.top_p,
+        max_new_tokens: int = length_default,
+        seed: int = 0,
+        clean: bool = True,
+        step: int = 0,
+    ) -> dict:
+        """The logit lens at written token `step` (0: the first token the model wrote): for
+        each layer (0: the embeddings), its top 3 next tokens, the written token's probability
+        and rank, the commitment layer, and the layers x written tokens heatmap."""
+        sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
+        return lens_json(writer, explainer, *sent, step=step)
+
+    def knockout(
+        prompt: str = "",
+        temperature: float = DEFAULTS.temperature,
+        top_k: int = top_k_default,
+        top_p: float = DEFAULTS.top_p,
+        max_new_tokens: int = length_default,
+        seed: int = 0,
+        clean: bool = True,
+        step: int = 0,
+        heads: list[list[int]] | None = None,
+        mode: str = "mean",
+    ) -> dict:
+        """Switch off `heads` ([[layer, head], ...], from 0) with mode "zero" or "mean": the
+        top 5 at written token `step` before and after, the change of the written token's log2
+        probability in bits, and the rest of the joke rewritten with those heads off."""
+        sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
+        heads = [] if heads is None else heads
+        return knockout_json(writer, explainer, *sent, step=step, heads=heads, mode=mode)
+
+    def importance(
+        prompt: str = "",
+        temperature: float = DEFAULTS.temperature,
+        top_k: int = top_k_default,
+        top_p: float = DEFAULTS.top_p,
+        max_new_tokens: int = length_default,
+        seed: int = 0,
+        clean: bool = True,
+        step: int = 0,
+        mode: str = "mean",
+    ) -> dict:
+        """The layers x heads map: the change in bits of the written token's log2 probability
+        at `step` when each single head is switched off (negative: the head helped)."""
+        sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
+        return importance_json(writer, explainer, *sent, step=step, mode=mode)
+
+    def branch(
+        prompt: str = "",
+        temperature: float = DEFAULTS.temperature,
+        top_k: int = top_k_default,
+        top_p: float = DEFAULTS.top_p,
+        max_new_tokens: int = length_default,
+        seed: int = 0,
+        clean: bool = True,
+        step: int = 0,
+        token_id: int = 0,
+    ) -> dict:
+        """Force `token_id` at written token `step` and let the model write on with the same
+        seed and settings: the new joke, described as /generate describes one."""
+        sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
+        return branch_json(writer, explainer, *sent, step=step, token_id=token_id)
+
+    return {"lens": lens, "knockout": knockout, "importance": importance, "branch": branch}
+
+
+def add_endpoints(writer: JokeWriter, originality: OriginalityCheck, explainer: Explainer) -> None:
+    """Register every API endpoint on the Blocks being built."""
+    gr.api(generate_endpoint(writer, originality), api_name="generate", **WRITING)
+    for name, function in explainer_endpoints(explainer).items():
+        gr.api(function, api_name=name, **WRITING)
