@@ -11,6 +11,7 @@ from tokenizers import Tokenizer
 
 from data.offensive import is_offensive
 from data.tokenizer import token_strings
+from model.knockout import MODES
 from serving.errors import RequestError
 from serving.explainer import Candidate, Explainer, surprisal_bits, written
 from serving.joke import Joke
@@ -158,7 +159,7 @@ def knockout_json(
     g, c = joke.generation, writer.config
     step = validate_step(step, len(written(joke)))
     heads = validate_heads(heads, c.n_layer, c.n_head)
-    mode = validate_choice("mode", mode, explainer.modes)
+    mode = validate_choice("mode", mode, MODES)  # explainer.replacement: is it shipped?
     view = explainer.knockout(g.token_ids, g.prompt_length, step, heads, mode)
     rewritten = explainer.rewrite(joke, step, heads, mode)
     return {
@@ -186,7 +187,7 @@ def importance_json(
     joke = trunk_joke(writer, *sent)
     g = joke.generation
     step = validate_step(step, len(written(joke)))
-    mode = validate_choice("mode", mode, explainer.modes)
+    mode = validate_choice("mode", mode, MODES)  # explainer.replacement: is it shipped?
     grid = explainer.importance(g.token_ids, g.prompt_length, step, mode)
     return {
         "step": step,

@@ -121,8 +121,9 @@ class Explainer:
         if mode == MEAN:
             if self.head_means is None:
                 raise RequestError(
-                    "this model folder ships no mean head outputs, so only mode='zero' "
-                    "works; add them with python -m training.head_means FOLDER"
+                    "mode='mean' needs the mean head outputs, which this model folder does not "
+                    "ship: use mode='zero', or add them with python -m training.head_means "
+                    f"{self.writer.folder}"
                 )
             return self.head_means
         return self.zeros

@@ -64,7 +64,9 @@ def browser() -> Iterator[Browser]:
 
 
 def tell_a_joke(page: Page, url: str, prompt: str) -> None:
-    page.goto(url)
+    """Ask for a joke (on the page already open when `url` is empty) and wait for it."""
+    if url:
+        page.goto(url)
     page.get_by_label("Opening words (optional)").fill(prompt)
     page.get_by_role("button", name="Tell me a joke").click()
     # The finished joke replaces the streaming card: its token row becomes clickable.
@@ -150,4 +152,62 @@ def test_markup_typed_by_a_visitor_stays_text(browser: Browser, served):
     tell_a_joke(page, url, "<b>bold</b> {{value}} ${1+1}")
     expect(page.locator("#joke .pl-joke-typed")).to_have_text("<b>bold</b> {{value}} ${1+1}")
     assert page.locator("#joke b").count() == 0
+    page.close()
+
+
+def test_scrub_read_the_lens_knock_out_heads_and_branch(browser: Browser, served):
+    url, config = served
+    layers, heads = config["n_layer"], config["n_head"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.get_by_label("Clean jokes only").uncheck()
+    page.get_by_label("Seed", exact=True).fill("5")  # typing a seed switches "random" off
+    tell_a_joke(page, url="", prompt="Why did the")
+    card = page.locator("#token-info")
+    expect(card).to_contain_text("Surprisal")
+    last = int(card.locator(".pl-info-head").inner_text().split("token ")[1].split()[0])
+    expect(card).to_contain_text(f"Predicting token {last}")
+    expect(card.locator(".pl-branch")).to_have_count(5)
+
+    # The timeline: one token back, then forward again.
+    page.get_by_role("button", name="◀ Previous").click()
+    expect(card.locator(".pl-info-head")).to_contain_text(f"token {last - 1}")
+    page.get_by_role("button", name="Next ▶").click()
+    expect(card.locator(".pl-info-head")).to_contain_text(f"token {last}")
+
+    # The logit lens: one row per layer and the embeddings, and the map of the whole joke.
+    lens = page.locator("#lens")
+    expect(lens.locator("table.pl-lens tbody tr")).to_have_count(layers + 1)
+    written = page.locator("#tokens .pl-chip.pl-written[data-index]").count()
+    expect(lens.locator(".pl-lmap-cell")).to_have_count((layers + 1) * written)
+
+    # Knockout: switch every head off; the top five with the heads off are shown and differ.
+    grid = page.locator("#knockout")
+    expect(grid.locator("button.pl-ko")).to_have_count(layers * heads)
+    for index in range(layers * heads):
+        grid.locator("button.pl-ko").nth(index).click()
+        expect(grid.locator("button.pl-ko.off")).to_have_count(index + 1)
+    result = page.locator("#knockout-result")
+    expect(result).to_contain_text("off (")
+    before, after = (result.locator(".pl-ko-compare > div").nth(i).inner_text() for i in (0, 1))
+    assert before != after
+    page.get_by_role("button", name="Rewrite the rest with these heads off").click()
+    expect(page.locator("#rewritten")).to_contain_text("heads off")
+
+    # Branch: force the second candidate, see the new version, then switch back.
+    joke_before = page.locator("#joke .pl-joke").inner_text()
+    card.locator(".pl-branch").nth(1).click()
+    expect(page.locator("#joke")).to_contain_text("A branch of Original", timeout=30_000)
+    expect(page.locator("#changes")).to_contain_text("What changed after forcing")
+    expect(page.locator("#changes .pl-ko")).to_have_count(layers * heads)
+    page.get_by_label("Original").check()
+    expect(page.locator("#joke")).not_to_contain_text("A branch of")
+    expect(page.locator("#joke .pl-joke")).to_have_text(joke_before)
+    page.get_by_label("Branch 1").check()
+    expect(page.locator("#joke")).to_contain_text("A branch of Original")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "explainer.png", full_page=True)
+    if UPDATE_SCREENSHOT:
+        shutil.copyfile(ARTIFACTS / "explainer.png", ROOT / "assets" / "explainer.png")
     page.close()

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from data.tokenizer import train_tokenizer
+from data.tokenizer import encode_batch, end_of_joke_id, train_tokenizer
+from model.ablation import mean_head_outputs
 from model.checkpoint import save_model
 from model.config import GPTConfig
 from model.gpt import GPT
@@ -43,7 +44,8 @@ def joke_like_lines(count: int = 400) -> list[str]:
 def build_model_folder() -> Path:
     """A complete model folder with random weights, in a temporary folder removed at exit.
 
-    Its metadata records the made-up jokes (written next to it) as the training data.
+    Its metadata records the made-up jokes (written next to it) as the training data, and it
+    ships mean head outputs (for mean ablation), as an exported folder does.
     """
     tokenizer = train_tokenizer(joke_like_lines(), vocab_size=VOCAB_SIZE)
     config = GPTConfig(vocab_size=tokenizer.get_vocab_size(), **CONFIG)
@@ -53,7 +55,11 @@ def build_model_folder() -> Path:
     jokes = folder.parent / "jokes.json"
     jokes.write_text(json.dumps([{"joke": joke} for joke in joke_like_lines()]))
     metadata = {"sources": [str(jokes)], "train_config": TRAIN_CONFIG}
-    return save_model(model, tokenizer, folder, metadata=metadata)
+    # The mean head outputs train.py ships, over some of the jokes: mean ablation works too.
+    end = end_of_joke_id(tokenizer)
+    some = [[end, *ids] for ids in encode_batch(tokenizer, joke_like_lines()[:32])]
+    means = mean_head_outputs(model, some, pad_id=end)
+    return save_model(model, tokenizer, folder, metadata=metadata, head_means=means)
 
 
 class FakeClassifier:
