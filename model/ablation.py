@@ -19,16 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from model.attention import causal_mask
 from model.gpt import GPT
 from model.knockout import HeadKnockout
 from model.trace import trace
-
-
-def single_head_knockouts(n_layer: int, n_head: int, replacement: jax.Array) -> HeadKnockout:
-    """L x H + 1 rows: row 0 keeps every head, row 1 + l * H + h switches off head (l, h)."""
-    one_head_each = jnp.eye(n_layer * n_head, dtype=bool).reshape(-1, n_layer, n_head)
-    off = jnp.concatenate([jnp.zeros((1, n_layer, n_head), bool), one_head_each])
-    return HeadKnockout(off, replacement)
 
 
 def next_token_log_probs(
@@ -62,12 +56,30 @@ def importance_map(
     """The effect on token `chosen`, written after `position`, of knocking out each single
     head: (L, H). tokens: (1, T); replacement: (L, H, d_head), zeros or the mean outputs.
 
-    One batched pass: row 0 keeps every head, each other row switches one off."""
+    What a head of layer l changes starts at layer l: the stream entering it is the same
+    with or without the knockout. So the clean trace is computed once, and each layer's H
+    knockouts (one batch, a head off in each row) run only the blocks from l on: for 4 x 4
+    heads, 44 block passes instead of the 68 of running every knockout from the start.
+    """
     c = model.config
-    knockouts = single_head_knockouts(c.n_layer, c.n_head, replacement)
-    rows = jnp.broadcast_to(tokens, (knockouts.off.shape[0], tokens.shape[1]))
-    chosen_log_p = next_token_log_probs(model, rows, position, knockouts)[:, chosen]  # (L*H+1,)
-    return (chosen_log_p[1:] - chosen_log_p[0]).reshape(c.n_layer, c.n_head)
+    clean = trace(model, tokens)
+    positions = jnp.arange(tokens.shape[1])  # (T,)
+    mask = causal_mask(positions, positions)  # (T, T)
+    one_head_each = jnp.eye(c.n_head, dtype=bool)  # (H rows, H): row h switches off head h
+
+    def chosen_log_p(final: jax.Array) -> jax.Array:  # (B, T, d_model) -> (B,)
+        at_position = jax.lax.dynamic_index_in_dim(final, position, axis=1, keepdims=False)
+        return jax.nn.log_softmax(model.head(at_position), axis=-1)[:, chosen]
+
+    base = chosen_log_p(clean.residuals[:, -1])[0]  # every head on
+    effects = []
+    for layer in range(c.n_layer):
+        x = jnp.broadcast_to(clean.residuals[:, layer], (c.n_head, *clean.residuals.shape[2:]))
+        for index in range(layer, c.n_layer):
+            heads_off = (one_head_each, replacement[layer]) if index == layer else None
+            x, _ = model.blocks[index](x, positions, mask, knockout=heads_off)
+        effects.append(chosen_log_p(x) - base)  # (H,)
+    return jnp.stack(effects)  # (L, H)
 
 
 def mean_head_outputs(model: GPT, jokes: list[list[int]], pad_id: int) -> np.ndarray:

@@ -104,7 +104,7 @@ def test_tell_a_joke_click_a_token_and_see_its_attention(browser: Browser, serve
     panels = page.locator("#heads .pl-panel")
     expect(panels).to_have_count(config["n_layer"] * config["n_head"])
     expect(page.locator("#token-info .pl-cands li")).to_have_count(5)
-    expect(page.locator("#token-info")).to_contain_text("Written by the model")
+    expect(page.locator("#token-info")).to_contain_text("drawn by the model")
     expect(page.locator("#matrix svg.pl-matrix")).to_be_visible()
     expect(page.locator("#heads .pl-legend").first).to_contain_text("attention weight")
 
