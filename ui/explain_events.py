@@ -65,7 +65,7 @@ class ExplainHandlers:
         new = decode(self.base.writer.tokenizer, rewritten.generation.token_ids[kept:])
         return analysis_rendering.render_rewrite(original, new, heads_off, step)
 
-    def branch(
+    def branch_from_candidate(
         self,
         versions: list[Version] | None,
         current: int | None,
@@ -130,7 +130,7 @@ def connect_explainer(page: Page, handlers: ExplainHandlers) -> None:
         **PAGE_WRITING,
     )
     inside.token_info.select(
-        handlers.branch,
+        handlers.branch_from_candidate,
         [page.versions, explain.versions, page.selected, *knobs],
         shown,
         **PAGE_WRITING,
