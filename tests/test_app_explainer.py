@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +102,12 @@ def test_the_api_lists_exactly_the_documented_endpoints(client):
     assert sorted(endpoints) == ["/branch", "/generate", "/importance", "/knockout", "/lens"]
     parameters = [p["parameter_name"] for p in endpoints["/knockout"]["parameters"]]
     assert parameters[-3:] == ["step", "heads", "mode"]
+
+
+def test_the_readmes_explainer_example_runs(client, capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    example = next(block for block in blocks if 'api_name="/lens"' in block)
+    exec(compile(example, "README.md", "exec"), {"client": client})
+    printed = capsys.readouterr().out
+    assert "commits at layer" in printed and printed.count("\n") >= CONFIG["n_layer"] + 4
