@@ -4,7 +4,9 @@ Read in this order: config.py (every size), positional.py (where is each token?)
 attention.py (which earlier tokens matter?), feed_forward.py (per-token thinking),
 normalization.py (LayerNorm and RMSNorm), gpt.py (the whole stack), loss.py (what
 training minimises), sampling.py and generate.py (writing jokes), checkpoint.py (the model
-folder on disk).
+folder on disk). The explainer's analyses: trace.py (the forward pass with its insides
+kept), lens.py (the logit lens), knockout.py and ablation.py (heads switched off, the
+importance map), branching.py (what changed in a branch).
 """
 
 from model.config import PRESETS, ConfigError, GPTConfig

@@ -10,6 +10,8 @@ Reading order:
     joke.py         JokeRequest (a checked request) and Joke (a Generation, ready to show)
     writer.py       JokeWriter: the model loaded once, writing jokes; clean mode's retries
     originality.py  is the joke new? the nearest training joke
-    api.py          the JSON the /generate endpoint returns
+    explainer.py    Explainer: the lens, knockouts, importance map and branches, compiled once
+    api.py          the JSON of /generate and of the explainer's /lens, /knockout, /importance,
+                    /branch
     reproduce.py    the commands that write the same joke again
 """

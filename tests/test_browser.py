@@ -200,10 +200,10 @@ def test_scrub_read_the_lens_knock_out_heads_and_branch(browser: Browser, served
     expect(page.locator("#joke")).to_contain_text("A branch of Original", timeout=30_000)
     expect(page.locator("#changes")).to_contain_text("What changed after forcing")
     expect(page.locator("#changes .pl-ko")).to_have_count(layers * heads)
-    page.get_by_label("Original").check()
+    page.get_by_label("Original", exact=True).check()
     expect(page.locator("#joke")).not_to_contain_text("A branch of")
     expect(page.locator("#joke .pl-joke")).to_have_text(joke_before)
-    page.get_by_label("Branch 1").check()
+    page.get_by_role("radio", name=re.compile("^Branch 1")).check()
     expect(page.locator("#joke")).to_contain_text("A branch of Original")
 
     ARTIFACTS.mkdir(exist_ok=True)

@@ -128,7 +128,8 @@ class Handlers:
             step = version.fork - joke.generation.prompt_length
             notes.insert(
                 0,
-                f"A branch of {parent.name}: {fork_label} forced at written step {step}, the "
+                f"A branch of {parent.name.split(' ·')[0]}: {fork_label} forced at written "
+                f"step {step}, the "
                 "rest written with the same seed and settings.",
             )
             shift = attention_shift(

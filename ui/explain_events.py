@@ -88,7 +88,10 @@ class ExplainHandlers:
             return {}  # the token it wrote: this very version
         new = self.base.explainer.branch(joke, step, token_id)
         fork = fork_position(joke.generation.token_ids, new.generation.token_ids)
-        versions = [*versions, Version(new, f"Branch {len(versions)}", current, fork)]
+        # Named so that the list reads as the tree it is: which token, where, from which version.
+        parent = versions[current].name.split(" ·")[0]
+        name = f"Branch {len(versions)} · {new.labels[fork]} at step {step} · from {parent}"
+        versions = [*versions, Version(new, name, current, fork)]
         return self.base.show_version(versions, len(versions) - 1, layer, head, heads_off, mode)
 
     def switch_version(

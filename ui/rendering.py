@@ -314,7 +314,8 @@ def render_matrix(
     )
     caption = (
         f'<p class="pl-caption">All of {name}: row = the token doing the looking (query), '
-        "column = the token looked at (key). Each row sums to 100%; the grey triangle is the "
+        "column = the token looked at (key); row q is what token q looked at while predicting "
+        "token q + 1. Each row sums to 100%; the grey triangle is the "
         "future, which a causal model cannot see. The outlined row is "
         f"<b>{html.escape(labels[selected])}</b>.</p>"
     )
