@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from data.offensive import is_offensive
+from data.clean_mode import is_unfit
 from data.tokenizer import token_strings
 from model.knockout import MODES
 from serving.errors import RequestError
@@ -109,10 +109,10 @@ def trunk_joke(writer: JokeWriter, *sent: Any) -> Joke:
     """The joke (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean) writes."""
     job = writer.request(*sent)
     joke = writer.write(job)
-    if job.clean and is_offensive([joke.text])[0]:
+    if job.clean and is_unfit([joke.text])[0]:
         raise RequestError(
-            f"seed {job.settings.seed} writes a joke flagged as offensive and clean is on: "
-            "use the seed /generate returned, or clean=False"
+            f"seed {job.settings.seed} writes a joke flagged as offensive or sensitive and clean "
+            "is on: use the seed /generate returned, or clean=False"
         )
     return joke
 

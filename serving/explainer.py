@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from data.offensive import is_offensive
+from data.clean_mode import is_unfit
 from model.ablation import importance_map, knockout_effect
 from model.checkpoint import load_head_means
 from model.generate import CANDIDATES, Generation, prefill_lengths
@@ -238,10 +238,10 @@ class Explainer:
         return self._checked(joke.request, self.writer.write(joke.request, forced=forced))
 
     def _checked(self, job: JokeRequest, joke: Joke) -> Joke:
-        if job.clean and is_offensive([joke.text])[0]:
+        if job.clean and is_unfit([joke.text])[0]:
             raise RequestError(
-                "The new version was flagged as offensive and clean mode is on: pick another "
-                "token or heads, or turn off clean mode.",
+                "The new version was flagged as offensive or sensitive and clean mode is on: "
+                "pick another token or heads, or turn off clean mode.",
                 title="Offensive version",
             )
         return joke

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from data.offensive import is_offensive
+from data.clean_mode import is_unfit
 from data.tokenizer import END_OF_JOKE, decode, encode, end_of_joke_id, token_strings
 from model.checkpoint import CheckpointError, load_model
 from model.generate import (
@@ -58,7 +58,7 @@ class JokeWriter:
         for length in prefill_lengths(block):
             prompt = (filler * block)[: min(length, block - 1) - 1]  # the start token is one
             self.generator.generate(prompt, dataclasses.replace(DEFAULTS, max_new_tokens=1))
-        is_offensive(["Knock knock."])  # reads the classifier's weights once, now
+        is_unfit(["Knock knock."])  # reads the classifier's weights and the lexicon once, now
 
     def fit(self, text: str, limit: int) -> tuple[str, list[int], int]:
         """Drop words from the left until the prompt is at most `limit` tokens.
@@ -98,10 +98,10 @@ class JokeWriter:
         clean = validate_clean(clean)
         text, notes = clean_prompt(prompt)
         # Every joke would start with flagged words: refuse now rather than write five in vain.
-        if clean and text and is_offensive([text])[0]:
+        if clean and text and is_unfit([text])[0]:
             raise RequestError(
-                "Your opening words were flagged as offensive and clean mode is on: change them, "
-                "or turn off clean mode (clean=False in the API).",
+                "Your opening words were flagged as offensive or as a sensitive topic and clean "
+                "mode is on: change them, or turn off clean mode (clean=False in the API).",
                 title="Offensive opening words",
             )
         block = self.config.block_size
@@ -157,7 +157,8 @@ class JokeWriter:
         return self.finish(job, list(self.steps(job, knockout, forced)))
 
     def write_checked(self, job: JokeRequest) -> tuple[Joke | None, int]:
-        """Write the joke; in clean mode, until one is not flagged as offensive.
+        """Write the joke; in clean mode, until one is not flagged (offensive words or a
+        sensitive topic: data/clean_mode.py).
 
         A flagged joke is written again with the next seed, CLEAN_TRIES jokes at most. Returns
         the joke (None when every try was flagged) and how many jokes were written. The joke's
@@ -168,7 +169,7 @@ class JokeWriter:
         for attempt in range(CLEAN_TRIES):
             tried = retry(job, attempt)
             joke = self.write(tried)
-            if not is_offensive([joke.text])[0]:
+            if not is_unfit([joke.text])[0]:
                 return joke, attempt + 1
         return None, CLEAN_TRIES
 
@@ -180,7 +181,10 @@ def retry(job: JokeRequest, attempt: int) -> JokeRequest:
     first = job.settings.seed
     seed, last_flagged = ((first + i) % (MAX_SEED + 1) for i in (attempt, attempt - 1))
     flagged = f"seed {first}" if attempt == 1 else f"seeds {first} to {last_flagged}"
-    note = f"Clean mode: {flagged} wrote a joke flagged as offensive; this is seed {seed}."
+    note = (
+        f"Clean mode: {flagged} wrote a joke flagged as offensive or sensitive; "
+        f"this is seed {seed}."
+    )
     return dataclasses.replace(
         job, settings=dataclasses.replace(job.settings, seed=seed), notes=[*job.notes, note]
     )
@@ -191,7 +195,7 @@ def no_clean_joke(job: JokeRequest) -> RequestError:
     last = (job.settings.seed + CLEAN_TRIES - 1) % (MAX_SEED + 1)
     return RequestError(
         f"Could not find a clean joke: all {CLEAN_TRIES} jokes written (seeds "
-        f"{job.settings.seed} to {last}) were flagged as offensive. Try again, change the "
-        "opening words or the settings, or turn off clean mode.",
+        f"{job.settings.seed} to {last}) were flagged as offensive or sensitive. Try again, "
+        "change the opening words or the settings, or turn off clean mode.",
         title="No clean joke",
     )

@@ -314,14 +314,14 @@ def test_a_joke_the_model_ended_at_once_has_no_step_to_analyse(writer, ask):
 
 def test_clean_mode_refuses_a_flagged_joke_and_a_flagged_new_version(ask, monkeypatch):
     sent = ("", 1.0, 0, 1.0, 12, 3, True)  # no prompt: the request itself is never flagged
-    monkeypatch.setattr(serving.api, "is_offensive", classifier(True))
+    monkeypatch.setattr(serving.api, "is_unfit", classifier(True))
     message = refused(ask, lens_json, sent, step=0)
     assert "seed 3" in message and "flagged as offensive" in message and "clean=False" in message
-    monkeypatch.setattr(serving.api, "is_offensive", classifier(False))
-    monkeypatch.setattr(serving.explainer, "is_offensive", classifier(False))
+    monkeypatch.setattr(serving.api, "is_unfit", classifier(False))
+    monkeypatch.setattr(serving.explainer, "is_unfit", classifier(False))
     assert ask(lens_json, sent, step=0)["step"] == 0
     assert ask(knockout_json, sent, step=1, heads=[[0, 0]], mode=ZERO)["step"] == 1
-    monkeypatch.setattr(serving.explainer, "is_offensive", classifier(True))
+    monkeypatch.setattr(serving.explainer, "is_unfit", classifier(True))
     for endpoint, extra in [ENDPOINTS[1], ENDPOINTS[3]]:  # they write a new version
         with pytest.raises(RequestError, match="flagged as offensive") as error:
             ask(endpoint, sent, step=1, **extra)

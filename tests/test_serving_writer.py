@@ -63,12 +63,13 @@ def test_rounded_attention_rows_still_sum_to_exactly_one():
 
 def test_a_flagged_joke_is_written_again_with_the_next_seed(writer, monkeypatch):
     classifier = FakeClassifier(flagged=2)
-    monkeypatch.setattr(serving.writer, "is_offensive", classifier)
+    monkeypatch.setattr(serving.writer, "is_unfit", classifier)
     job = writer.request("", 0.8, 50, 0.95, 12, 10, clean=True)
     joke, tries = writer.write_checked(job)
     assert tries == 3 and joke.request.settings.seed == 12
     assert joke.request.notes[-1] == (
-        "Clean mode: seeds 10 to 11 wrote a joke flagged as offensive; this is seed 12."
+        "Clean mode: seeds 10 to 11 wrote a joke flagged as offensive or sensitive; "
+        "this is seed 12."
     )
     # The flagged jokes were those of seeds 10 and 11, and the shown one is seed 12's joke.
     for seed, text in zip([10, 11, 12], classifier.texts, strict=True):
@@ -77,13 +78,13 @@ def test_a_flagged_joke_is_written_again_with_the_next_seed(writer, monkeypatch)
 
 
 def test_when_every_try_is_flagged_the_visitor_is_told(writer, monkeypatch):
-    monkeypatch.setattr(serving.writer, "is_offensive", FakeClassifier(flagged=10**6))
+    monkeypatch.setattr(serving.writer, "is_unfit", FakeClassifier(flagged=10**6))
     job = writer.request("", 0.8, 50, 0.95, 12, MAX_SEED - 1, clean=True)
     assert writer.write_checked(job) == (None, CLEAN_TRIES)
     with pytest.raises(RequestError) as caught:
         generate_json(writer, OriginalityCheck({}), "", 0.8, 50, 0.95, 12, job.settings.seed, True)
     assert caught.value.message == (
         f"Could not find a clean joke: all {CLEAN_TRIES} jokes written (seeds "
-        f"{MAX_SEED - 1} to 2) were flagged as offensive. Try again, change the opening "
-        "words or the settings, or turn off clean mode."
+        f"{MAX_SEED - 1} to 2) were flagged as offensive or sensitive. Try again, change the "
+        "opening words or the settings, or turn off clean mode."
     )

@@ -27,7 +27,7 @@ def page_updates(writer: JokeWriter, clean: bool) -> list[str]:
 
 def test_clean_mode_never_shows_a_flagged_joke_even_in_part(writer, monkeypatch):
     classifier = FakeClassifier(flagged=1)
-    monkeypatch.setattr(serving.writer, "is_offensive", classifier)
+    monkeypatch.setattr(serving.writer, "is_unfit", classifier)
     cards = page_updates(writer, clean=True)
     flagged, shown = (html.escape(printable(text)) for text in classifier.texts)
     assert len(flagged) >= 3 and flagged != shown  # seed 21's joke was flagged, seed 22's shown

@@ -32,8 +32,9 @@ def generate_endpoint(writer: JokeWriter, originality: OriginalityCheck) -> Call
     ) -> dict:
         """Write one joke. Returns its text, tokens, attention (layers x heads x T x T) and
         the model's five most likely candidates at each written position. seed=-1: random.
-        clean=True: a joke flagged as offensive is written again with the next seed (`tries`
-        says how many were written; an error if none of 5 is clean). `nearest` compares the
+        clean=True: a joke flagged as offensive or naming a sensitive topic is written again
+        with the next seed (`tries` says how many were written; an error if none of 5 is
+        clean). `nearest` compares the
         joke with the training jokes: {similarity, verdict: "new" | "close to a known joke" |
         null, joke: the nearest training joke, note: why there is no verdict}."""
         return generate_json(

@@ -28,7 +28,8 @@ HELP = {  # the hint under each control
     "counted before top-k: not renormalised after it).",
     "n": "New tokens at most.",
     "seed": "Picks one and shows it here.",
-    "clean": f"A joke flagged as offensive is written again (up to {CLEAN_TRIES} tries).",
+    "clean": f"A joke with offensive words or a sensitive topic is written again (up to "
+    f"{CLEAN_TRIES} tries).",
 }
 MODE_NAMES = {"zero": "zeros (zero ablation)", "mean": "its average output (mean ablation)"}
 ABOUT = {  # what each panel shows, and what it does not prove
