@@ -4,8 +4,9 @@
     python -m benchmarks.clean_rate --jokes 200 --prompt "Why did the"
 
 Each joke goes through the service's own JokeWriter.write_checked (serving/writer.py), the code
-behind the page and the API: a joke flagged by data.offensive.is_offensive is written again with
-the next seed, up to CLEAN_TRIES jokes (serving/limits.py). The settings are the app's defaults
+behind the page and the API: a joke flagged by data.clean_mode.is_unfit (offensive words, or a
+sensitive topic) is written again with the next seed, up to CLEAN_TRIES jokes
+(serving/limits.py). Each flagged joke's reasons are counted. The settings are the app's defaults
 and the seeds are 0, 1000, 2000, ... (so that no two requests share a retry seed).
 Prints a table and writes JSON (--json, default benchmarks/results/clean_rate.json).
 """
@@ -23,6 +24,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from data.offensive import is_offensive
+from data.sensitive import sensitive_topics
+from serving.joke import Joke
 from serving.limits import CLEAN_TRIES
 from serving.writer import DEFAULTS, JokeWriter
 
@@ -31,22 +35,41 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SEED_STRIDE = 1000  # request i starts at seed i * SEED_STRIDE; retries take the next seeds
 
 
-def measure(writer: JokeWriter, jokes: int, prompt: str) -> dict[str, Any]:
-    """Ask for `jokes` jokes in clean mode; count the tries each took."""
+def measure(
+    writer: JokeWriter, jokes: int, prompt: str, review: Path | None = None
+) -> dict[str, Any]:
+    """Ask for `jokes` jokes in clean mode; count the tries each took and why jokes were
+    flagged. `review`: write every shown and every flagged joke there (JSON lines) for a
+    person to read."""
     tries: Counter[int] = Counter()
+    reasons: Counter[str] = Counter()  # "offensive words" or a sensitive topic's category
     gave_up: list[int] = []  # the first seed of each request that found no clean joke
+    shown: list[str] = []
+    kept_out: list[dict[str, Any]] = []
+
+    def flagged(joke: Joke) -> None:
+        why = ["offensive words"] * bool(is_offensive([joke.text])[0])
+        why += sensitive_topics(joke.text)
+        reasons.update(why)
+        kept_out.append({"text": joke.text, "why": why})
+
     written = 0
     started = time.perf_counter()
     for index in range(jokes):
         seed = index * SEED_STRIDE
         job = writer.request(prompt, *_settings(), seed, clean=True)
-        joke, count = writer.write_checked(job)
+        joke, count = writer.write_checked(job, flagged)
         written += count
         if joke is None:
             gave_up.append(seed)
         else:
             tries[count] += 1
+            shown.append(joke.text)
     seconds = time.perf_counter() - started
+    if review is not None:
+        review.parent.mkdir(parents=True, exist_ok=True)
+        rows = [{"shown": text} for text in shown] + [{"flagged": row} for row in kept_out]
+        review.write_text("".join(json.dumps(row) + "\n" for row in rows))
     resampled = jokes - tries[1]
     return {
         "jokes_requested": jokes,
@@ -58,6 +81,7 @@ def measure(writer: JokeWriter, jokes: int, prompt: str) -> dict[str, Any]:
         "gave_up": len(gave_up),
         "give_up_rate": len(gave_up) / jokes,
         "gave_up_first_seeds": gave_up,
+        "flagged_because": dict(reasons.most_common()),
         "tries": {str(k): tries[k] for k in range(1, CLEAN_TRIES + 1)},
         "mean_tries": written / jokes,
         "seconds": seconds,
@@ -77,11 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jokes", type=int, default=1000, help="requests for a clean joke")
     parser.add_argument("--prompt", default="", help="opening words (default: none)")
     parser.add_argument("--json", type=Path, default=RESULTS / "clean_rate.json")
+    parser.add_argument(
+        "--review",
+        type=Path,
+        help="also write every shown and flagged joke to this file (JSON lines), for a person "
+        "to read and count what the filter missed and what it flagged needlessly",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     writer = JokeWriter(args.checkpoint)
     writer.warm_up()
-    figures = measure(writer, args.jokes, args.prompt)
+    figures = measure(writer, args.jokes, args.prompt, args.review)
     meta = writer.metadata
     record = {
         "command": shlex.join(["python", "-m", "benchmarks.clean_rate", *(argv or sys.argv[1:])]),
@@ -97,12 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"clean mode over {args.jokes:,} requests ({args.checkpoint}, prompt {args.prompt!r})")
     rows = [
         ("jokes written", f"{figures['jokes_written']:,}"),
-        ("flagged as offensive", f"{figures['flagged']:,} ({figures['flagged_rate']:.1%})"),
+        ("flagged", f"{figures['flagged']:,} ({figures['flagged_rate']:.1%})"),
         ("requests resampled", f"{figures['resampled']:,} ({figures['resample_rate']:.1%})"),
         ("requests given up", f"{figures['gave_up']:,} ({figures['give_up_rate']:.2%})"),
         ("mean jokes per request", f"{figures['mean_tries']:.3f}"),
         ("tries needed (1..5)", " ".join(map(str, figures["tries"].values()))),
         ("seconds per joke written", f"{figures['seconds_per_joke_written']:.3f}"),
+        ("flagged because", ", ".join(f"{k} {v}" for k, v in figures["flagged_because"].items())),
     ]
     for name, value in rows:
         print(f"  {name:<26} {value}")

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from data.errors import DataError
 from data.loaders import Source
 from data.offensive import OFFENSIVE_THRESHOLD, is_offensive
+from data.sensitive import is_sensitive
 
 # Cleaning runs at tens of thousands of jokes a second, so smaller inputs need no progress bar.
 PROGRESS_MIN_JOKES = 20_000
@@ -75,6 +76,10 @@ class CleaningConfig:
     # offensive probability is above the threshold. Lower is stricter.
     drop_offensive: bool = False
     offensive_threshold: float = OFFENSIVE_THRESHOLD
+    # Drop jokes that name a sensitive topic (data/sensitive.py): groups of people, sex, sexual
+    # violence, self-harm, drugs, atrocities. --clean sets it with drop_offensive, so that a
+    # model trained for clean mode rarely writes what clean mode keeps out.
+    drop_sensitive: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.offensive_threshold <= 1:
@@ -96,6 +101,7 @@ class SourceCounts:
     too_long: int = 0
     duplicate: int = 0
     offensive: int = 0
+    sensitive: int = 0
     kept: int = 0
 
 
@@ -158,10 +164,13 @@ def clean(sources: Sequence[Source], config: CleaningConfig) -> tuple[list[str],
         if config.drop_offensive
         else np.zeros(len(texts), dtype=bool)
     )
+    sensitive = is_sensitive(texts) if config.drop_sensitive else np.zeros(len(texts), dtype=bool)
     kept = []
-    for (text, counts), flagged in zip(candidates, offensive, strict=True):
+    for (text, counts), flagged, topic in zip(candidates, offensive, sensitive, strict=True):
         if flagged:
             counts.offensive += 1
+        elif topic:
+            counts.sensitive += 1
         else:
             counts.kept += 1
             kept.append(text)

@@ -126,6 +126,9 @@ def model_data(metadata: dict[str, Any], paths: Sequence[str] | None = None) -> 
         max_chars=config["max_chars"],
         drop_offensive=config["clean"],
         offensive_threshold=config.get("offensive_threshold", OFFENSIVE_THRESHOLD),
+        # Models trained before the sensitive-topic filter record no clean_topics: their data
+        # was read without it.
+        drop_sensitive=config["clean"] and config.get("clean_topics", False),
     )
     return split_jokes(
         paths,

@@ -9,7 +9,7 @@ again with the next seed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,13 +156,16 @@ class JokeWriter:
     ) -> Joke:
         return self.finish(job, list(self.steps(job, knockout, forced)))
 
-    def write_checked(self, job: JokeRequest) -> tuple[Joke | None, int]:
+    def write_checked(
+        self, job: JokeRequest, flagged: Callable[[Joke], None] | None = None
+    ) -> tuple[Joke | None, int]:
         """Write the joke; in clean mode, until one is not flagged (offensive words or a
         sensitive topic: data/clean_mode.py).
 
-        A flagged joke is written again with the next seed, CLEAN_TRIES jokes at most. Returns
-        the joke (None when every try was flagged) and how many jokes were written. The joke's
-        request holds the seed that wrote it, so it can be written again.
+        A flagged joke is written again with the next seed, CLEAN_TRIES jokes at most; each
+        flagged one is handed to `flagged` if given (benchmarks/clean_rate.py counts them), and
+        never shown. Returns the joke (None when every try was flagged) and how many jokes were
+        written. The joke's request holds the seed that wrote it, so it can be written again.
         """
         if not job.clean:
             return self.write(job), 1
@@ -171,6 +174,8 @@ class JokeWriter:
             joke = self.write(tried)
             if not is_unfit([joke.text])[0]:
                 return joke, attempt + 1
+            if flagged is not None:
+                flagged(joke)
         return None, CLEAN_TRIES
 
 

@@ -79,6 +79,14 @@ def test_each_rule_counts_the_jokes_it_drops():
     assert report.sources == [expected]
 
 
+def test_jokes_naming_a_sensitive_topic_are_dropped_and_counted_when_asked():
+    texts = ["Why did the Nazi cross the road?", "Why did the duck cross the road?"]
+    jokes, report = clean([source(texts)], CleaningConfig(drop_sensitive=True))
+    assert jokes == texts[1:] and report.total.sensitive == 1 and report.total.kept == 1
+    kept, report = clean([source(texts)], CleaningConfig())
+    assert kept == texts and report.total.sensitive == 0
+
+
 def test_offensive_jokes_stay_without_drop_offensive():
     jokes, report = clean([source([OFFENSIVE_JOKE])], CleaningConfig())
     assert jokes == [OFFENSIVE_JOKE]

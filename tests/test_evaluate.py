@@ -67,6 +67,14 @@ def test_model_data_reads_the_same_jokes_again_from_the_recorded_sources(tmp_pat
     assert (again.train, again.val) == (expected.train, expected.val)
     assert model_data({"sources": [BUILT_IN_CORPUS], "train_config": TRAIN_CONFIG}).train
 
+    # --clean with the sensitive-topic filter is read back with it; a model trained before
+    # the filter existed (no clean_topics recorded) without it.
+    topics = write_jokes(tmp_path, [*JOKES, "Why did the Nazi bake a cake? Nobody knows."], "t.txt")
+    clean = {**TRAIN_CONFIG, "clean": True, "offensive_threshold": 1.0}
+    before = model_data({"sources": [str(topics)], "train_config": clean})
+    after = model_data({"sources": [str(topics)], "train_config": {**clean, "clean_topics": True}})
+    assert len(before.train) + len(before.val) == len(after.train) + len(after.val) + 1
+
     data.unlink()
     with pytest.raises(DataError, match=re.escape(f"training data {data} is not on this")):
         model_data(metadata)

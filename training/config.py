@@ -125,6 +125,12 @@ class TrainConfig:
         0.5,
         "with --clean, drop jokes whose offensive probability is above this (lower is stricter)",
     )
+    clean_topics: bool = option(
+        True,
+        "with --clean, also drop jokes that name a sensitive topic (data/sensitive_topics.json: "
+        "groups of people, sex, sexual violence, self-harm, drugs, atrocities), as the app's "
+        "clean mode does",
+    )
     min_chars: int = option(10, "drop jokes shorter than this many characters")
     max_chars: int = option(800, "drop jokes longer than this many characters")
     val_fraction: float = option(

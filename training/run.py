@@ -111,6 +111,7 @@ class Run:
                 max_chars=config.max_chars,
                 drop_offensive=config.clean,
                 offensive_threshold=config.offensive_threshold,
+                drop_sensitive=config.clean and config.clean_topics,
             ),
             val_fraction=config.val_fraction,
             vocab_size=config.vocab_size,
