@@ -78,3 +78,17 @@ def test_the_entry_points_are_thin_and_no_module_is_long():
     }
     assert lengths["app.py"] <= ENTRY_POINT_LINES and lengths["train.py"] <= ENTRY_POINT_LINES
     assert {name: n for name, n in lengths.items() if n > MODULE_LINES} == {}
+
+
+def test_the_space_runs_the_pinned_gradio_on_a_tested_python():
+    """The README's front matter is the Space's config: its Gradio is the pinned one."""
+    readme = (ROOT / "README.md").read_text()
+    front = dict(
+        line.split(": ", 1) for line in readme.split("---")[1].strip().splitlines() if ": " in line
+    )
+    pins = dict(
+        line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )  # fmt: skip
+    assert front["sdk"] == "gradio" and front["sdk_version"] == pins["gradio"]
+    assert front["app_file"] == "app.py" and front["python_version"].strip('"') in {"3.11", "3.12"}
