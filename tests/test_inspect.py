@@ -158,7 +158,8 @@ def test_mean_ablation_puts_the_heads_mean_output_in_its_place():
     jokes = [[END, *np.asarray(tokens(n, seed=n))[0].tolist()] for n in (5, 9, 14)]
     means = mean_head_outputs(model, jokes, pad_id=END)
     # The reference: each joke alone, its positions pooled.
-    outputs = [np.asarray(trace(model, jnp.asarray([j])).head_outputs[0]) for j in jokes]
+    traced = nnx.jit(trace)
+    outputs = [np.asarray(traced(model, jnp.asarray([j])).head_outputs[0]) for j in jokes]
     pooled = np.concatenate([o.transpose(1, 0, 2, 3) for o in outputs])  # (positions, L, H, dh)
     np.testing.assert_allclose(means, pooled.mean(axis=0), atol=1e-5)
     knocked = trace(model, tokens(8), knockout(model.config, [(2, 1)], means))
@@ -174,17 +175,16 @@ def test_the_importance_map_equals_single_knockouts_done_one_by_one(mode):
         if mode == "zero"
         else mean_head_outputs(model, [[END, *np.asarray(t)[0].tolist()]], END)
     )
-    grid = np.asarray(importance_map(model, t, position, chosen, replacement))
+    grid = np.asarray(nnx.jit(importance_map)(model, t, position, chosen, replacement))
     assert grid.shape == (CONFIG.n_layer, CONFIG.n_head)
+    expected = jax.nn.log_softmax(model(t)[0][0, position])  # the model's own prediction
+    effect = nnx.jit(knockout_effect)
     for layer in range(CONFIG.n_layer):
         for head in range(CONFIG.n_head):
-            clean, knocked = knockout_effect(
-                model, t, position, knockout(model.config, [(layer, head)], replacement)
-            )
+            heads_off = knockout(model.config, [(layer, head)], replacement)
+            clean, knocked = effect(model, t, position, heads_off)
             one_by_one = float(knocked[chosen] - clean[chosen])
             assert grid[layer, head] == pytest.approx(one_by_one, abs=1e-4)
-            # The clean row is the model's own prediction.
-            expected = jax.nn.log_softmax(model(t)[0][0, position])
             np.testing.assert_allclose(clean, expected, atol=1e-5)
     assert np.abs(grid).max() > 1e-3  # the heads matter to this model
 

@@ -49,7 +49,7 @@ def test_the_steps_fill_what_the_budget_leaves():
 
 @pytest.mark.slow
 def test_a_budgeted_run_ends_near_its_budget(tmp_path, monkeypatch, capsys):
-    budget = 30.0
+    budget = 20.0
     data = write_jokes(tmp_path, JOKES + OTHER_JOKES)
     out = tmp_path / "budgeted"
     seconds = {}
@@ -71,7 +71,7 @@ def test_a_budgeted_run_ends_near_its_budget(tmp_path, monkeypatch, capsys):
         "train_batch",
         lambda stream, step, *a, **k: real_batch(stream, step % 16, *a, **k),
     )
-    assert run(tmp_path, "--data", str(data), "--out", str(out), "--time-budget", "30s",
+    assert run(tmp_path, "--data", str(data), "--out", str(out), "--time-budget", "20s",
                "--schedule", "wsd", "--eval-every", "100") == 0  # fmt: skip
     chosen = json.loads((out / "budget.json").read_text())["steps"]
     assert f"training for {chosen} steps" in capsys.readouterr().out
