@@ -43,7 +43,8 @@ def main() -> int:
     except CheckpointError as error:
         print(f"error: cannot load the model: {error}", file=sys.stderr)
         return 1
-    originality = OriginalityCheck(writer.metadata)  # builds in the background from here on
+    # Builds in the background from here on; from the folder's index where the data is absent.
+    originality = OriginalityCheck(writer.metadata, writer.folder)
     explainer = Explainer(writer)
     writer.warm_up()
     explainer.warm_up()

@@ -6,6 +6,9 @@
     metadata.json      data sources and counts, steps, tokens seen, validation figures
     head_means.safetensors  each attention head's mean output on validation jokes, the
                        replacement of mean ablation (model/knockout.py); optional
+    originality_index.npz  the training jokes' hashed word n-grams, no text: the originality
+                       check where the training files are absent (data/originality_index.py);
+                       optional
     manifest.json      sha256 of each file above, checked before anything is used
 
 Loading checks everything before building the model, so a damaged folder is reported
@@ -17,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,9 @@ WEIGHTS, CONFIG, TOKENIZER, METADATA, MANIFEST = (
 )
 HEAD_MEANS = "head_means.safetensors"
 HEAD_MEANS_KEY = "head_mean_outputs"  # (n_layer, n_head, d_head), float32
+ORIGINALITY_INDEX = "originality_index.npz"
+# Files an older folder may lack; when present they are signed like the required ones.
+OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX)
 REQUIRED = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
 STORAGE_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
 
@@ -89,6 +97,7 @@ def save_model(
     metadata: dict[str, Any],
     dtype: str = "float32",
     head_means: np.ndarray | None = None,
+    originality_index: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write a model folder (see the module docstring); returns its path."""
     folder = Path(folder)
@@ -99,16 +108,19 @@ def save_model(
     (folder / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     tokenizer.save(str(folder / TOKENIZER))
     (folder / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    (folder / HEAD_MEANS).unlink(missing_ok=True)  # means of other weights would mislead
+    for name in OPTIONAL:  # means of other weights, an index of other jokes, would mislead
+        (folder / name).unlink(missing_ok=True)
     if head_means is not None:
         save_file({HEAD_MEANS_KEY: np.asarray(head_means, np.float32)}, folder / HEAD_MEANS)
+    if originality_index is not None:
+        np.savez_compressed(folder / ORIGINALITY_INDEX, **originality_index)
     sign(folder)
     return folder
 
 
 def sign(folder: Path) -> None:
     """Write manifest.json: the sha256 of every file of the folder (see the docstring)."""
-    files = [*REQUIRED, *([HEAD_MEANS] if (folder / HEAD_MEANS).is_file() else [])]
+    files = [*REQUIRED, *(name for name in OPTIONAL if (folder / name).is_file())]
     manifest = {name: _sha256(folder / name) for name in files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -140,6 +152,32 @@ def load_head_means(folder: str | Path, config: GPTConfig) -> np.ndarray | None:
     return means.astype(np.float32)
 
 
+def save_originality_index(folder: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Add (or replace) the text-free originality index of a folder, and sign it again."""
+    folder = Path(folder)
+    np.savez_compressed(folder / ORIGINALITY_INDEX, **arrays)
+    sign(folder)
+
+
+def load_originality_index(folder: str | Path) -> dict[str, np.ndarray] | None:
+    """The arrays of the folder's originality index (data/originality_index.py checks them),
+    None if it has none (exported before it existed); raises CheckpointError when the file
+    cannot be read. Never unpickles. Call after load_model, which checked the file's sha256."""
+    path = Path(folder) / ORIGINALITY_INDEX
+    if not path.is_file():
+        return None
+    try:
+        if not zipfile.is_zipfile(path):  # np.load would take it for a pickle, and refuse that
+            raise ValueError("not an .npz archive")
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise CheckpointError(
+            f"{path} cannot be read ({error}): build it again with "
+            f"python -m training.originality_index {Path(folder)}"
+        ) from None
+
+
 def _check_manifest(folder: Path) -> None:
     manifest_path = folder / MANIFEST
     for name in (WEIGHTS, CONFIG, TOKENIZER, METADATA, MANIFEST):
@@ -153,8 +191,9 @@ def _check_manifest(folder: Path) -> None:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{manifest_path} is not valid JSON ({error})") from None
     # Every file must be listed: an edited manifest that leaves one out would switch its check off.
-    optional = isinstance(manifest, dict) and HEAD_MEANS in manifest
-    signed = (*REQUIRED, *([HEAD_MEANS] if optional or (folder / HEAD_MEANS).exists() else []))
+    listed = manifest if isinstance(manifest, dict) else {}
+    present = [name for name in OPTIONAL if name in listed or (folder / name).exists()]
+    signed = (*REQUIRED, *present)
     if not isinstance(manifest, dict) or sorted(manifest) != sorted(signed):
         raise CheckpointError(
             f"{manifest_path} must map exactly {', '.join(signed)} to their sha256: "

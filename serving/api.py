@@ -98,7 +98,8 @@ def generate_json(
     joke, tries = writer.write_checked(job)
     if joke is None:
         raise no_clean_joke(job)
-    return joke_json(writer.tokenizer, joke, originality.check(joke.text), tries)
+    found = originality.check(joke.text, clean=job.clean)
+    return joke_json(writer.tokenizer, joke, found, tries)
 
 
 # -- the explainer's endpoints. Each writes the joke again from what /generate returned (the

@@ -15,7 +15,7 @@ from training_runs import JOKES, OTHER_JOKES, metrics, run, write_jokes
 
 import training.export
 from data.tokenizer import encode, end_of_joke_id
-from model.checkpoint import load_head_means, load_model
+from model.checkpoint import load_head_means, load_model, load_originality_index
 from model.config import GPTConfig
 from model.gpt import GPT
 from training.config import SIZE_FLAGS, size_preset
@@ -48,6 +48,7 @@ def test_fine_tuning_from_an_exported_model_learns_new_jokes(tmp_path, capsys):
     # The export ships each head's mean output on validation jokes, for mean ablation.
     means = load_head_means(tmp_path / "base" / "model", base.config)
     assert means.shape == (2, base.config.n_head, base.config.d_head) and np.abs(means).max() > 0
+    assert load_originality_index(tmp_path / "base" / "model") is not None  # no text in it
 
     new_data = write_jokes(tmp_path, OTHER_JOKES, "new.txt")
     loss_before = _mean_loss(base, tokenizer, OTHER_JOKES)

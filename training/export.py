@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 from flax import nnx
 
+from data.originality_index import index_arrays
 from data.tokenizer import end_of_joke_id
 from model.ablation import mean_head_outputs
 from model.checkpoint import save_model
@@ -77,8 +78,18 @@ def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
     tokenizer = run.corpus.tokenizer
     # Each head's mean output on validation jokes, for the app's mean ablation.
     means = mean_head_outputs(model, stream_jokes(run.corpus.val), end_of_joke_id(tokenizer))
+    # The training jokes' hashed n-grams, no text: the originality check without the data.
+    index = index_arrays(run.corpus.train_jokes)
     folder = run.folder / "model"
-    return save_model(model, tokenizer, folder, metadata, config.export_dtype, head_means=means)
+    return save_model(
+        model,
+        tokenizer,
+        folder,
+        metadata,
+        config.export_dtype,
+        head_means=means,
+        originality_index=index,
+    )
 
 
 def exported_weights(figures: dict[str, float]) -> str:

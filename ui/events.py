@@ -135,7 +135,7 @@ class Handlers:
             shift = attention_shift(
                 parent.joke.generation.attention, joke.generation.attention, version.fork
             )
-        found = self.originality.check(joke.text)
+        found = self.originality.check(joke.text, clean=joke.request.clean)
         originality = rendering.render_originality(
             found.verdict, found.similarity, found.joke, found.note
         )

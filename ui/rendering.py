@@ -138,8 +138,9 @@ def render_originality(
         f'<span title="{_attr(how)}">similarity {similarity:.2f}</span> to the nearest joke '
         "it was trained on"
     )
-    if nearest is None:
-        return f'<div class="pl-origin pl-origin-{kind}">{head}: none shares a word.</p></div>'
+    if nearest is None:  # no word in common, or the text cannot or may not be shown
+        why = html.escape(note) if note else "None shares a word."
+        return f'<div class="pl-origin pl-origin-{kind}">{head}. {why}</p></div>'
     return (
         f'<div class="pl-origin pl-origin-{kind}">{head}:</p>'
         f'<blockquote class="pl-origin-joke">{html.escape(printable(nearest))}</blockquote></div>'
