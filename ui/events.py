@@ -26,7 +26,7 @@ from ui import analysis_rendering, rendering
 from ui.endpoints import add_endpoints
 from ui.explain_events import ExplainHandlers, connect_explainer
 from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads, Version
-from ui.views import describe, matrix_view, token_views
+from ui.views import describe, matrix_view, token_views, written_pieces
 
 if TYPE_CHECKING:
     from ui.layout import Page
@@ -101,7 +101,9 @@ class Handlers:
         cli, python = reproduce(writer.folder, joke.request, origin.rstrip("/") + "/")
         versions = [Version(joke, "Original")]
         yield {
-            **self.show_version(versions, 0, layer_index, head_index, heads_off, mode),
+            **self.show_version(
+                versions, 0, layer_index, head_index, heads_off, mode, play=job.clean
+            ),
             self.page.settings.seed: joke.request.settings.seed,
             joke_panel.command: cli,
             joke_panel.client_code: python,
@@ -115,9 +117,11 @@ class Handlers:
         head_index: int,
         heads_off: Heads,
         mode: str,
+        play: bool = False,
     ) -> dict[Any, Any]:
         """The page for one version of the joke: its card, its tokens, its last token's views,
-        and what changed from the version it branched from."""
+        and what changed from the version it branched from. play: the joke was checked before
+        it was shown (clean mode), so the card plays its writing back, token by token."""
         page, version = self.page, versions[current]
         joke = version.joke
         meta, notes = describe(joke)
@@ -149,6 +153,7 @@ class Handlers:
                 meta=meta,
                 notes=notes,
                 originality=originality,
+                playback=written_pieces(self.writer.tokenizer, joke) if play else None,
             ),
             page.inside.tokens: rendering.render_token_row(
                 joke.labels, joke.generation.prompt_length, last, surprisal

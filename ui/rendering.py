@@ -21,6 +21,7 @@ from PIL import Image
 from serving.labels import printable
 
 MAX_LABEL_CHARS = 10  # longer token labels are cut with "…" on the matrix axes
+PLAYBACK_MS = 45  # between two tokens when a checked joke's writing is played back
 
 # ColorBrewer YlGnBu: sequential, readable by colour-blind visitors, pale for small weights.
 SCALE = [
@@ -99,15 +100,27 @@ def render_joke(
     meta: str = "",
     notes: list[str] | None = None,
     originality: str = "",
+    playback: list[str] | None = None,
 ) -> str:
     """The joke card: opening words in one style, the model's words in another.
 
-    `originality` is HTML from render_originality, shown last.
+    `originality` is HTML from render_originality, shown last. `playback`: the written text
+    cut at token boundaries; each piece then appears after the one before it (a CSS
+    animation, PLAYBACK_MS apart), so a joke shown only once it was checked is still seen
+    being written, without holding the server.
     """
     caret = '<span class="pl-caret" aria-hidden="true"></span>' if writing else ""
+    if playback is None:
+        written = html.escape(printable(written_text))
+    else:
+        written = "".join(
+            f'<span class="pl-play" style="animation-delay:{n * PLAYBACK_MS}ms">'
+            f"{html.escape(printable(piece))}</span>"
+            for n, piece in enumerate(playback)
+        )
     joke = (
         f'<span class="pl-joke-typed">{html.escape(printable(prompt_text))}</span>'
-        f'<span class="pl-joke-written">{html.escape(printable(written_text))}</span>{caret}'
+        f'<span class="pl-joke-written">{written}</span>{caret}'
     )
     parts = [f'<div class="pl-card" aria-live="polite"><p class="pl-joke">{joke}</p>']
     if meta:

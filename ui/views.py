@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
+from data.tokenizer import decode
 from model.gpt import count_parameters
 from serving.explainer import surprisal_bits
 from serving.joke import Joke
@@ -37,6 +40,14 @@ def describe(joke: Joke) -> tuple[str, list[str]]:
     else:
         ending = f"Stopped at the length limit ({s.max_new_tokens} new tokens)."
     return meta, [*joke.request.notes, ending]
+
+
+def written_pieces(tokenizer: Tokenizer, joke: Joke) -> list[str]:
+    """The model's words cut where each written token ends: what each token added to the
+    text (a token that ends inside a character adds nothing until the character is whole)."""
+    ids = joke.generation.token_ids[joke.generation.prompt_length :]
+    texts = [decode(tokenizer, ids[:n]) for n in range(len(ids) + 1)]
+    return [texts[n + 1][len(texts[n]) :] for n in range(len(ids))]
 
 
 def token_views(joke: Joke, index: int, layer: int, head: int) -> tuple[str, str, str]:
