@@ -54,7 +54,7 @@ def calls(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return name, {key: draw(VALUES[key]) for key in NEEDS[name]}
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @given(call=calls())
 def test_any_analysis_request_gets_an_answer_or_a_clear_error(writer, explainer, call):
     name, values = call
