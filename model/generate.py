@@ -34,7 +34,7 @@ from flax import nnx
 
 from model.gpt import GPT
 from model.knockout import HeadKnockout, no_knockout
-from model.sampling import sample_token, sampling_probabilities, softmax, top_candidates
+from model.sampling import ranked, sample_token, sampling_probabilities, softmax
 
 CANDIDATES = 5  # how many of the model's most likely next tokens each step reports
 
@@ -228,19 +228,20 @@ class Generator:
                 chosen = sample_token(scores, np.asarray(noise)[0], t, k, p)
             if chosen == self.end_of_joke:
                 return
-            candidates, probabilities = top_candidates(scores, CANDIDATES)
-            model_probabilities = softmax(scores)  # (V,)
             token = np.array([chosen], dtype=np.int32)
             logits, noise, attention, cache = self._step(
                 weights, token, np.int32(position), cache, key, knockout
             )
+            # The step runs asynchronously: describe this token's choice meanwhile.
+            model_probabilities = softmax(scores)  # (V,)
+            candidates = ranked(scores, CANDIDATES)  # the model's most likely, best first
             yield Step(
                 position=position,
                 token=chosen,
                 attention=np.asarray(attention)[0, :, :, : position + 1],
                 sampled=True,
                 candidates=candidates,
-                probabilities=probabilities,
+                probabilities=model_probabilities[candidates],
                 sampling=sampling_probabilities(scores, t, k, p)[candidates],
                 chosen_probability=float(model_probabilities[chosen]),
                 forced=is_forced,

@@ -75,9 +75,3 @@ def sample_token(
     if temperature < GREEDY_BELOW:
         return int(np.argmax(logits))
     return int(np.argmax(filter_logits(logits, temperature, top_k, top_p) + noise))
-
-
-def top_candidates(logits: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `count` most likely tokens (ids, probabilities), most likely first."""
-    best = ranked(logits, count)
-    return best, softmax(logits)[best]

@@ -22,7 +22,7 @@ from model.generate import (
     prompt_room,
 )
 from model.gpt import GPT
-from model.sampling import sample_token, top_candidates
+from model.sampling import ranked, sample_token, softmax
 
 END = 0
 CONFIG = GPTConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, d_model=16, d_ff=32)
@@ -76,7 +76,8 @@ def stepwise_stream(
                 return
             sequence.append(chosen)
             generated += 1
-            candidates, probabilities = top_candidates(scores, CANDIDATES)
+            candidates = ranked(scores, CANDIDATES)
+            probabilities = softmax(scores)[candidates]
 
 
 def assert_same_steps(actual: list[Step], expected: list[Step]) -> None:

@@ -10,7 +10,7 @@ from flax import nnx
 from model.config import GPTConfig
 from model.generate import CANDIDATES, Generator, SamplingSettings, fit_prompt, prompt_room
 from model.gpt import GPT
-from model.sampling import filter_logits, ranked, sample_token, softmax, top_candidates
+from model.sampling import filter_logits, ranked, sample_token, softmax
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
 END = 0
@@ -89,9 +89,9 @@ def test_zero_temperature_is_greedy_and_sampling_follows_the_distribution():
 
 
 def test_candidates_are_the_most_likely_tokens_with_their_probabilities():
-    ids, probs = top_candidates(LOGITS, 3)
+    ids = ranked(LOGITS, 3)
     assert ids.tolist() == [0, 1, 2]
-    np.testing.assert_allclose(probs, [0.5, 0.3, 0.15], rtol=1e-5)
+    np.testing.assert_allclose(softmax(LOGITS)[ids], [0.5, 0.3, 0.15], rtol=1e-5)
 
 
 def make_generator(block_size: int = 32) -> Generator:
