@@ -8,6 +8,7 @@ Clickable elements carry `data-*` attributes that the assets/*.js handlers send 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 import numpy as np
 
@@ -158,35 +159,45 @@ def render_lens_map(view: LensView, written_labels: list[str], prompt_length: in
     )
 
 
+def _head_grid(layers: int, heads: int, cell: Callable[[int, int], str]) -> str:
+    """An L x H grid of small cells under "head h" and beside "layer l" labels; `cell(layer,
+    head)` gives each cell's HTML (the knockout grid and what changed in a branch)."""
+    cells = ['<span class="pl-corner"></span>']
+    cells += [f'<span class="pl-col">head {h + 1}</span>' for h in range(heads)]
+    for layer in range(layers):
+        cells.append(f'<span class="pl-row">layer {layer + 1}</span>')
+        cells += [cell(layer, head) for head in range(heads)]
+    return (
+        f'<div class="pl-kogrid" style="grid-template-columns:auto repeat({heads}, 1fr)">'
+        f"{''.join(cells)}</div>"
+    )
+
+
 def render_knockout_grid(
     importance: np.ndarray, heads_off: list[tuple[int, int]], mode: str, predicting: str
 ) -> str:
     """L x H cells: the effect on the written token of knocking out each head alone, in bits
     of log2 p. A click switches a head off (or on again) for the combined knockout below."""
-    layers, heads = importance.shape
-    cells = ['<span class="pl-corner"></span>']
-    cells += [f'<span class="pl-col">head {h + 1}</span>' for h in range(heads)]
-    for layer in range(layers):
-        cells.append(f'<span class="pl-row">layer {layer + 1}</span>')
-        for head in range(heads):
-            bits = float(importance[layer, head])
-            off = (layer, head) in heads_off
-            tip = (
-                f"layer {layer + 1}, head {head + 1}: switched off alone, log2 p({predicting}) "
-                f"changes by {bits:+.2f} bits. Click to switch it {'on' if off else 'off'}."
-            )
-            cells.append(
-                f'<button class="pl-ko{" off" if off else ""}" data-layer="{layer}" '
-                f'data-head="{head}" style="background:{effect_colour(bits)};color:'
-                f'{_text_on(bits, IMPORTANCE_SCALE_BITS)}" title="{_attr(tip)}">'
-                f"{bits:+.2f}{' ✕' if off else ''}</button>"
-            )
+
+    def cell(layer: int, head: int) -> str:
+        bits = float(importance[layer, head])
+        off = (layer, head) in heads_off
+        tip = (
+            f"layer {layer + 1}, head {head + 1}: switched off alone, log2 p({predicting}) "
+            f"changes by {bits:+.2f} bits. Click to switch it {'on' if off else 'off'}."
+        )
+        return (
+            f'<button class="pl-ko{" off" if off else ""}" data-layer="{layer}" '
+            f'data-head="{head}" style="background:{effect_colour(bits)};color:'
+            f'{_text_on(bits, IMPORTANCE_SCALE_BITS)}" title="{_attr(tip)}">'
+            f"{bits:+.2f}{' ✕' if off else ''}</button>"
+        )
+
     return (
         f'<p class="pl-caption">Importance for <b>{html.escape(predicting)}</b>: the change in '
         f"its log₂ probability, in bits, when one head alone is switched off ({mode} "
         "ablation). Red: the head helped write it. Click heads to switch them off together.</p>"
-        f'<div class="pl-kogrid" style="grid-template-columns:auto repeat({heads}, 1fr)">'
-        f"{''.join(cells)}</div>"
+        + _head_grid(*importance.shape, cell)
     )
 
 
@@ -239,23 +250,19 @@ def render_changes(shift: np.ndarray | None, fork_label: str, steps: int) -> str
             '<p class="pl-caption">The original joke. Click a candidate in the card of any '
             "written token to branch from it.</p>"
         )
-    layers, heads = shift.shape
-    cells = ['<span class="pl-corner"></span>']
-    cells += [f'<span class="pl-col">head {h + 1}</span>' for h in range(heads)]
-    for layer in range(layers):
-        cells.append(f'<span class="pl-row">layer {layer + 1}</span>')
-        for head in range(heads):
-            value = float(shift[layer, head])
-            colour = _rgb(colours(np.array([value]))[0])
-            cells.append(
-                f'<span class="pl-ko" style="background:{colour};color:{_text_on(value, 1)}" '
-                f'title="layer {layer + 1}, head {head + 1}: {value:.0%} of its attention moved">'
-                f"{value:.0%}</span>"
-            )
+
+    def cell(layer: int, head: int) -> str:
+        value = float(shift[layer, head])
+        colour = _rgb(colours(np.array([value]))[0])
+        return (
+            f'<span class="pl-ko" style="background:{colour};color:{_text_on(value, 1)}" '
+            f'title="layer {layer + 1}, head {head + 1}: {value:.0%} of its attention moved">'
+            f"{value:.0%}</span>"
+        )
+
     return (
         f'<p class="pl-caption">What changed after forcing <b>{html.escape(fork_label)}</b>: '
         f"for the first {steps} tokens from the fork, the share of each head's attention that "
         "went elsewhere than in the version it branched from (0%: the same pattern).</p>"
-        f'<div class="pl-kogrid" style="grid-template-columns:auto repeat({heads}, 1fr)">'
-        f"{''.join(cells)}</div>"
+        + _head_grid(*shift.shape, cell)
     )
