@@ -1,6 +1,7 @@
 """Fixtures shared by the tests.
 
 - The data tests: made-up jokes and a small tokenizer trained on them.
+- How the tests share the two workers (pytest-xdist): see pytest_collection_modifyitems.
 - The app tests: a tiny random-weights model folder (tests/tiny_app.py), the JokeWriter that
   serves it in this process, and one `python app.py` on it for the whole session, started by
   the launcher the benchmarks use (benchmarks/app_server.py) and called with gradio_client.
@@ -25,6 +26,28 @@ from data.tokenizer import train_tokenizer
 from serving.writer import JokeWriter
 
 N_SYNTHETIC_JOKES = 300
+APP_SERVER_GROUP = "app-server"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep what tests share on one of the two workers (pyproject.toml: --dist loadgroup).
+
+    A module's tests run on one worker, so that its module fixtures are built once. Every
+    module with a test on the app server runs on the same worker, so that one `python app.py`
+    serves them all (each worker would otherwise start and compile its own).
+    """
+    on_server = {
+        item.module.__name__
+        for item in items
+        if "app_server" in item.fixturenames or item.get_closest_marker("app_server")
+    }
+    for item in items:
+        module = item.module.__name__
+        group = APP_SERVER_GROUP if module in on_server else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 SMALL_VOCAB_SIZE = 400
 
 

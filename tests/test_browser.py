@@ -19,7 +19,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from benchmarks.app_server import start_app
 
-pytestmark = pytest.mark.slow  # starts a server and a browser
+# Starts a browser, and asks for the app server by name (served): keep it on that worker.
+pytestmark = [pytest.mark.slow, pytest.mark.app_server]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
