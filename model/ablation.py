@@ -82,17 +82,28 @@ def importance_map(
     return jnp.stack(effects)  # (L, H)
 
 
-def mean_head_outputs(model: GPT, jokes: list[list[int]], pad_id: int) -> np.ndarray:
-    """Each head's mean output over every position of `jokes` (token ids, each opening with
-    the start token): (L, H, d_head), the replacement of mean ablation."""
-    c = model.config
-    length = min(c.block_size, max(len(joke) for joke in jokes))
+def pad_jokes(
+    jokes: list[list[int]], pad_id: int, block_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of several jokes as one batch: (B, T) ids, each joke cut to block_size and
+    padded after its end with pad_id, and (B,) the real tokens of each row. T is the longest
+    joke's length (at most block_size). Causal attention keeps the padding out of every real
+    position's computation."""
+    length = min(block_size, max(len(joke) for joke in jokes))
     tokens = np.full((len(jokes), length), pad_id, np.int32)
-    real = np.zeros((len(jokes), length), bool)  # which positions hold a joke's token
+    lengths = np.zeros(len(jokes), np.int32)
     for row, joke in enumerate(jokes):
         kept = joke[:length]
         tokens[row, : len(kept)] = kept
-        real[row, : len(kept)] = True
+        lengths[row] = len(kept)
+    return tokens, lengths
+
+
+def mean_head_outputs(model: GPT, jokes: list[list[int]], pad_id: int) -> np.ndarray:
+    """Each head's mean output over every position of `jokes` (token ids, each opening with
+    the start token): (L, H, d_head), the replacement of mean ablation."""
+    tokens, lengths = pad_jokes(jokes, pad_id, model.config.block_size)
+    real = np.arange(tokens.shape[1]) < lengths[:, None]  # (B, T): the positions of a joke
     heads = np.asarray(jax.jit(lambda t: trace(model, t).head_outputs)(tokens))  # (B,L,T,H,dh)
     # Padding sits after each joke, so causality keeps it out of the real positions' outputs.
     by_position = heads.transpose(0, 2, 1, 3, 4)  # (B, T, L, H, d_head)

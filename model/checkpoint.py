@@ -9,6 +9,8 @@
     originality_index.npz  the training jokes' hashed word n-grams, no text: the originality
                        check where the training files are absent (data/originality_index.py);
                        optional
+    head_roles.json    each head's role scores on probe texts and its role (model/roles.py);
+                       optional
     manifest.json      sha256 of each file above, checked before anything is used
 
 Loading checks everything before building the model, so a damaged folder is reported
@@ -35,6 +37,7 @@ from tokenizers import Tokenizer
 
 from model.config import ConfigError, GPTConfig
 from model.gpt import GPT
+from model.roles import HeadRoles
 
 WEIGHTS, CONFIG, TOKENIZER, METADATA, MANIFEST = (
     "model.safetensors",
@@ -46,8 +49,10 @@ WEIGHTS, CONFIG, TOKENIZER, METADATA, MANIFEST = (
 HEAD_MEANS = "head_means.safetensors"
 HEAD_MEANS_KEY = "head_mean_outputs"  # (n_layer, n_head, d_head), float32
 ORIGINALITY_INDEX = "originality_index.npz"
+HEAD_ROLES = "head_roles.json"
 # Files an older folder may lack; when present they are signed like the required ones.
-OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX)
+OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX, HEAD_ROLES)
+HEAD_ANALYSES_FIX = "python -m training.head_analyses"  # recomputes head means and roles
 REQUIRED = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
 STORAGE_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
 
@@ -98,6 +103,7 @@ def save_model(
     dtype: str = "float32",
     head_means: np.ndarray | None = None,
     originality_index: dict[str, np.ndarray] | None = None,
+    head_roles: HeadRoles | None = None,
 ) -> Path:
     """Write a model folder (see the module docstring); returns its path."""
     folder = Path(folder)
@@ -114,6 +120,8 @@ def save_model(
         save_file({HEAD_MEANS_KEY: np.asarray(head_means, np.float32)}, folder / HEAD_MEANS)
     if originality_index is not None:
         np.savez_compressed(folder / ORIGINALITY_INDEX, **originality_index)
+    if head_roles is not None:
+        _write_head_roles(folder, head_roles)
     sign(folder)
     return folder
 
@@ -132,6 +140,31 @@ def save_head_means(folder: str | Path, head_means: np.ndarray) -> None:
     sign(folder)
 
 
+def save_head_roles(folder: str | Path, head_roles: HeadRoles) -> None:
+    """Add (or replace) the head roles of an exported folder, and sign it again."""
+    folder = Path(folder)
+    _write_head_roles(folder, head_roles)
+    sign(folder)
+
+
+def _write_head_roles(folder: Path, head_roles: HeadRoles) -> None:
+    (folder / HEAD_ROLES).write_text(json.dumps(head_roles.to_json(), separators=(",", ":")))
+
+
+def load_head_roles(folder: str | Path, config: GPTConfig) -> HeadRoles | None:
+    """The head roles the folder ships, None if it has none (exported before they existed);
+    raises CheckpointError when they are unusable. Call after load_model (the sha256)."""
+    path = Path(folder) / HEAD_ROLES
+    if not path.is_file():
+        return None
+    try:
+        return HeadRoles.from_json(json.loads(path.read_text()), config.n_layer, config.n_head)
+    except (ValueError, UnicodeDecodeError, OSError) as error:
+        raise CheckpointError(
+            f"{path} cannot be used ({error}): recompute it with {HEAD_ANALYSES_FIX} {Path(folder)}"
+        ) from None
+
+
 def load_head_means(folder: str | Path, config: GPTConfig) -> np.ndarray | None:
     """The mean head outputs (n_layer, n_head, d_head) the folder ships, None if it has
     none (exported before they existed); raises CheckpointError when they are unusable.
@@ -147,7 +180,7 @@ def load_head_means(folder: str | Path, config: GPTConfig) -> np.ndarray | None:
     if means is None or means.shape != shape or not np.isfinite(means).all():
         raise CheckpointError(
             f"{path} should hold finite {HEAD_MEANS_KEY} of shape {shape}: recompute them "
-            f"with python -m training.head_means {Path(folder)}"
+            f"with {HEAD_ANALYSES_FIX} {Path(folder)}"
         )
     return means.astype(np.float32)
 

@@ -22,11 +22,22 @@ puts the rest on the previous token still reads as a previous-token head. "Sink"
 modifier, given only above SINK_BAR, never a role that swallows every head. Each head's role
 is its best-scoring kind above that kind's bar, and a kind keeps at most MAX_PER_ROLE heads
 (the highest): a detector that puts most heads in one category says little.
+
+find_roles runs both probes through a model and returns a HeadRoles: every score, each
+head's role and sink flag, and a thumbnail of each head's pattern on a short probe of the
+kind that gave its role. train.py ships them with the model (head_roles.json).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import jax.numpy as jnp
 import numpy as np
+
+from model.ablation import pad_jokes
+from model.gpt import GPT
 
 ROLES = ("previous-token", "induction", "duplicate-token", "self", "diffuse")
 # A head takes a role when its score reaches the bar: the share of attention (after the sink
@@ -35,6 +46,15 @@ BARS = {"previous-token": 0.4, "induction": 0.3, "duplicate-token": 0.3, "self":
         "diffuse": 0.85}  # fmt: skip
 SINK_BAR = 0.6  # mean attention on the start token that makes a head a sink
 MAX_PER_ROLE = 4  # heads per role at most
+KINDS = (*ROLES, "sink")  # every score a HeadRoles holds
+REPEAT_KINDS = ("previous-token", "induction", "duplicate-token")  # scored on repeated tokens
+
+PROBE_ROWS = 8  # repeated random sequences scored
+PROBE_HALF = 24  # random tokens in each copy (at most what the context holds)
+TEXT_ROWS = 32  # jokes scored for the sink, self and diffuse
+THUMBNAIL_HALF = 8  # the thumbnail's repeated probe: 1 + 2 * 8 = 17 tokens
+THUMBNAIL_LEVELS = 255  # thumbnails are stored as integers 0..255 (weight x 255)
+FORMAT = "punchline-head-roles-v1"
 
 
 def repeated_random_tokens(
@@ -118,3 +138,88 @@ def assign_roles(scores: dict[str, np.ndarray]) -> tuple[list[list[str | None]],
         for _, layer, head in sorted(chosen, reverse=True)[:MAX_PER_ROLE]:
             roles[layer][head] = role
     return roles, scores["sink"] >= SINK_BAR
+
+
+@dataclass(frozen=True)
+class HeadRoles:
+    """What find_roles found. L = layers, H = heads."""
+
+    scores: dict[str, np.ndarray]  # each of KINDS -> (L, H) scores, 0 to 1
+    roles: list[list[str | None]]  # [L][H]: a role of ROLES, or None
+    sinks: np.ndarray  # (L, H) booleans: puts most of its attention on the start token
+    thumbnails: np.ndarray  # (L, H, t, t) floats: each head's pattern on its role's probe
+    thumbnail_tokens: dict[str, list[int]]  # "repeat" and "text" -> the thumbnails' probes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "scores": {kind: np.round(self.scores[kind], 4).tolist() for kind in KINDS},
+            "roles": self.roles,
+            "sinks": self.sinks.tolist(),
+            "thumbnails": np.rint(self.thumbnails * THUMBNAIL_LEVELS).astype(int).tolist(),
+            "thumbnail_tokens": self.thumbnail_tokens,
+            "bars": {**BARS, "sink": SINK_BAR},
+            "max_per_role": MAX_PER_ROLE,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, layers: int, heads: int) -> HeadRoles:
+        """Read to_json's record back; ValueError names what is wrong with it."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} record")
+        try:
+            scores = {kind: np.asarray(data["scores"][kind], np.float64) for kind in KINDS}
+            sinks = np.asarray(data["sinks"], bool)
+            thumbnails = np.asarray(data["thumbnails"], np.float64) / THUMBNAIL_LEVELS
+            roles = data["roles"]
+            tokens = {name: [int(t) for t in data["thumbnail_tokens"][name]]
+                      for name in ("repeat", "text")}  # fmt: skip
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"a field is missing or malformed ({error})") from None
+        shape = (layers, heads)
+        if any(score.shape != shape or not np.isfinite(score).all() for score in scores.values()):
+            raise ValueError(f"every score must be {shape} finite numbers")
+        if sinks.shape != shape or thumbnails.ndim != 4 or thumbnails.shape[:2] != shape:
+            raise ValueError(f"sinks and thumbnails must be for {shape} heads")
+        valid_roles = (*ROLES, None)
+        if len(roles) != layers or any(
+            len(row) != heads or any(role not in valid_roles for role in row) for row in roles
+        ):
+            raise ValueError(f"roles must be {layers} x {heads} of {ROLES} or null")
+        return cls(scores, roles, sinks, thumbnails, tokens)
+
+
+def attention_patterns(model: GPT, tokens: np.ndarray) -> np.ndarray:
+    """Every head's attention on each row of tokens: (rows, L, H, T, T), float64."""
+    _, attention = model(jnp.asarray(tokens), return_attention=True)
+    return np.asarray(attention, np.float64)
+
+
+def find_roles(model: GPT, jokes: list[list[int]], start_token: int, seed: int = 0) -> HeadRoles:
+    """Score every head of `model` on the two probes and give it its role.
+
+    jokes: token ids of validation jokes, each opening with the start token (the first
+    TEXT_ROWS are used); the repeated probes draw random tokens with `seed`.
+    """
+    c = model.config
+    half = min(PROBE_HALF, (c.block_size - 1) // 2)
+    repeated = repeated_random_tokens(PROBE_ROWS, half, c.vocab_size, start_token, seed)
+    texts, lengths = pad_jokes(jokes[:TEXT_ROWS], start_token, c.block_size)
+    scores = repeat_scores(attention_patterns(model, repeated), half)
+    scores |= text_scores(attention_patterns(model, texts), lengths)
+    roles, sinks = assign_roles(scores)
+
+    # Thumbnails: each head on a short probe of its role's kind (the text probe: the start
+    # of the longest joke, so that no padding is drawn).
+    size = 1 + 2 * min(THUMBNAIL_HALF, half)
+    short = repeated_random_tokens(1, (size - 1) // 2, c.vocab_size, start_token, seed)
+    longest = int(np.argmax(lengths))
+    joke = texts[longest : longest + 1, : min(size, lengths[longest])]
+    on_repeat, on_text = attention_patterns(model, short)[0], attention_patterns(model, joke)[0]
+    uses_repeat = np.array([[role in REPEAT_KINDS for role in row] for row in roles])  # (L, H)
+    thumbnails = np.zeros((c.n_layer, c.n_head, size, size))
+    thumbnails[uses_repeat] = on_repeat[uses_repeat]
+    text_size = joke.shape[1]  # a joke shorter than the probe fills only the top-left corner
+    thumbnails[~uses_repeat, :text_size, :text_size] = on_text[~uses_repeat]
+    tokens = {"repeat": short[0].tolist(), "text": joke[0].tolist()}
+    return HeadRoles(scores, roles, sinks, thumbnails, tokens)

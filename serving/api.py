@@ -1,5 +1,5 @@
-"""The JSON the API returns: /generate, and the explainer's /lens, /knockout, /importance and
-/branch (their fields are listed in the README)."""
+"""The JSON the API returns: /generate, and the explainer's /lens, /knockout, /importance,
+/branch and /roles (their fields are listed in the README)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 from data.clean_mode import is_unfit
 from data.tokenizer import token_strings
 from model.knockout import MODES
+from model.roles import KINDS
 from serving.errors import RequestError
 from serving.explainer import Candidate, Explainer, surprisal_bits, written
 from serving.joke import Joke
@@ -209,3 +210,36 @@ def branch_json(
     token_id = validate_token_id(token_id, writer.config.vocab_size)
     branch = explainer.branch(joke, step, token_id)
     return {"step": step, "token_id": token_id, **joke_json(writer.tokenizer, branch, None)}
+
+
+def roles_json(explainer: Explainer) -> dict[str, Any]:
+    """The /roles answer: each head's role, sink flag and scores, from the model folder."""
+    roles = explainer.head_roles
+    if roles is None:
+        raise RequestError(
+            "this model folder ships no head roles: add them with python -m "
+            f"training.head_analyses {explainer.writer.folder}"
+        )
+    record = roles.to_json()
+    heads = [
+        {
+            "layer": layer,
+            "head": head,
+            "role": roles.roles[layer][head],
+            "sink": bool(roles.sinks[layer, head]),
+            "scores": {kind: record["scores"][kind][layer][head] for kind in KINDS},
+        }
+        for layer in range(len(roles.roles))
+        for head in range(len(roles.roles[0]))
+    ]
+    probes = {
+        name: token_strings(explainer.writer.tokenizer, ids)
+        for name, ids in roles.thumbnail_tokens.items()
+    }
+    return {
+        "heads": heads,
+        "bars": record["bars"],
+        "max_per_role": record["max_per_role"],
+        "thumbnails": record["thumbnails"],
+        "thumbnail_probes": probes,
+    }

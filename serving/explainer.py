@@ -28,7 +28,7 @@ from flax import nnx
 
 from data.clean_mode import is_unfit
 from model.ablation import importance_map, knockout_effect
-from model.checkpoint import load_head_means
+from model.checkpoint import load_head_means, load_head_roles
 from model.generate import CANDIDATES, Generation, prefill_lengths
 from model.knockout import MEAN, MODES, ZERO, knockout
 from model.lens import lens_log_probs, read_lens
@@ -92,6 +92,7 @@ class Explainer:
         # The mean outputs are None for a folder exported before they existed: then only
         # zero ablation is offered.
         self.head_means = load_head_means(writer.folder, c)
+        self.head_roles = load_head_roles(writer.folder, c)  # None: the folder has none
         self.zeros = np.zeros((c.n_layer, c.n_head, c.d_head), np.float32)
         graphdef, params = nnx.split(writer.model)
         structure = jax.tree.structure(params)
@@ -122,7 +123,7 @@ class Explainer:
             if self.head_means is None:
                 raise RequestError(
                     "mode='mean' needs the mean head outputs, which this model folder does not "
-                    "ship: use mode='zero', or add them with python -m training.head_means "
+                    "ship: use mode='zero', or add them with python -m training.head_analyses "
                     f"{self.writer.folder}"
                 )
             return self.head_means

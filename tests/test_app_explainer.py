@@ -1,8 +1,10 @@
 """The explainer's API on the running app (conftest.py's `app_server` on the tiny model):
-/lens, /knockout, /importance and /branch, called with gradio_client as the README shows."""
+/lens, /knockout, /importance, /branch and /roles, called with gradio_client as the README
+shows."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -99,9 +101,29 @@ def test_bad_analysis_requests_are_refused_naming_the_parameter(
 
 def test_the_api_lists_exactly_the_documented_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert sorted(endpoints) == ["/branch", "/generate", "/importance", "/knockout", "/lens"]
+    assert sorted(endpoints) == [
+        "/branch", "/generate", "/importance", "/knockout", "/lens", "/roles"
+    ]  # fmt: skip
     parameters = [p["parameter_name"] for p in endpoints["/knockout"]["parameters"]]
     assert parameters[-3:] == ["step", "heads", "mode"]
+
+
+def test_roles_give_every_head_its_role_and_scores_as_the_folder_ships_them(client, model_folder):
+    answer = client.predict(api_name="/roles")
+    shipped = json.loads((model_folder / "head_roles.json").read_text())
+    layers, heads = CONFIG["n_layer"], CONFIG["n_head"]
+    assert [(h["layer"], h["head"]) for h in answer["heads"]] == [
+        (layer, head) for layer in range(layers) for head in range(heads)
+    ]
+    for entry in answer["heads"]:
+        layer, head = entry["layer"], entry["head"]
+        assert entry["role"] == shipped["roles"][layer][head]
+        assert entry["sink"] == shipped["sinks"][layer][head]
+        assert entry["scores"] == {k: v[layer][head] for k, v in shipped["scores"].items()}
+        assert all(0 <= score <= 1 for score in entry["scores"].values())
+    assert answer["bars"]["sink"] == shipped["bars"]["sink"]
+    size = len(answer["thumbnail_probes"]["repeat"])
+    assert np.asarray(answer["thumbnails"]).shape == (layers, heads, size, size)
 
 
 def test_the_readmes_explainer_example_runs(client, capsys):

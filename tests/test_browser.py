@@ -109,8 +109,13 @@ def test_tell_a_joke_click_a_token_and_see_its_attention(browser: Browser, serve
     expect(page.locator("#matrix svg.pl-matrix")).to_be_visible()
     expect(page.locator("#heads .pl-legend").first).to_contain_text("attention weight")
 
+    # Every head wears its role's badge, with a thumbnail of its pattern.
+    badges = page.locator("#heads .pl-panel .pl-role")
+    expect(badges).to_have_count(config["n_layer"] * config["n_head"])
+    expect(badges.first.locator("img")).to_be_visible()
+    assert "Scores:" in (badges.first.get_attribute("title") or "")
     # Hovering a strip names the key token and its weight.
-    panels.first.locator("img").hover()
+    panels.first.locator("img.pl-strip").hover()
     expect(page.locator("#pl-tip")).to_contain_text("%")
     # Clicking the last strip shows that head's whole matrix.
     panels.last.click()

@@ -19,12 +19,16 @@ from data.tokenizer import train_tokenizer
 from model.checkpoint import (
     CheckpointError,
     load_head_means,
+    load_head_roles,
     load_model,
     save_head_means,
+    save_head_roles,
     save_model,
+    sign,
 )
 from model.config import GPTConfig
 from model.gpt import GPT
+from model.roles import HeadRoles, find_roles
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [f"Joke number {i}: the {w} walked into a bar and ordered {i} drinks." for i, w in
@@ -207,6 +211,44 @@ def test_damaged_or_missing_head_means_are_reported(folder):
     save_head_means(folder, np.zeros((c.n_layer + 1, c.n_head, c.d_head)))  # other sizes
     with pytest.raises(CheckpointError, match=r"should hold finite .* of shape \(2, 2, 16\)"):
         load_head_means(folder, c)
+
+
+# ---------------------------------------------------------------- the head roles
+
+
+def some_roles(model: GPT) -> HeadRoles:
+    """The roles find_roles gives the folder's random model, on two made-up jokes."""
+    return find_roles(model, [[0, 5, 9, 7, 3], [0, 4, 4, 8]], start_token=0)
+
+
+def test_head_roles_travel_with_the_folder_and_are_signed(folder):
+    model, _, _ = load_model(folder)
+    assert load_head_roles(folder, model.config) is None  # a folder exported without them
+    roles = some_roles(model)
+    save_head_roles(folder, roles)
+    assert "head_roles.json" in json.loads((folder / "manifest.json").read_text())
+    load_model(folder)  # still a valid folder
+    loaded = load_head_roles(folder, model.config)
+    assert loaded.roles == roles.roles
+    np.testing.assert_allclose(loaded.scores["diffuse"], roles.scores["diffuse"], atol=1e-4)
+
+
+def test_damaged_or_malformed_head_roles_are_reported_with_the_fix(folder):
+    model, _, _ = load_model(folder)
+    save_head_roles(folder, some_roles(model))
+    path = folder / "head_roles.json"
+    path.write_text(path.read_text().replace('"roles"', '"rolez"'))
+    with pytest.raises(CheckpointError, match=r"head_roles\.json does not match"):
+        load_model(folder)
+    sign(folder)  # signed as it is now: the content itself must be refused
+    with pytest.raises(
+        CheckpointError, match=r"head_roles\.json cannot be used .* training\.head_analyses"
+    ):
+        load_head_roles(folder, model.config)
+    wider = dataclasses.replace(model.config, n_head=model.config.n_head * 2)
+    save_head_roles(folder, some_roles(model))
+    with pytest.raises(CheckpointError, match="must be"):
+        load_head_roles(folder, wider)
 
 
 def test_exporting_again_drops_head_means_of_other_weights(folder, tokenizer):

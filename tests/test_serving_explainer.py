@@ -220,7 +220,7 @@ def test_mean_ablation_uses_the_folders_mean_head_outputs(with_means, joke):
 def test_a_folder_without_head_means_offers_only_zero_ablation(without_means, joke):
     g, explainer = joke.generation, without_means
     assert explainer.head_means is None and explainer.modes == (ZERO,)
-    fix = "python -m training.head_means"
+    fix = "python -m training.head_analyses"
     assert fix in refused(explainer.replacement, MEAN)
     assert fix in refused(explainer.importance, g.token_ids, g.prompt_length, STEP, MEAN)
     assert fix in refused(explainer.knockout, g.token_ids, g.prompt_length, STEP, [(0, 0)], MEAN)
@@ -232,7 +232,7 @@ def test_asking_the_api_for_mean_ablation_without_head_means_names_the_fix(witho
     writer = without_means.writer
     message = refused(endpoint, writer, without_means, *SENT, step=STEP, mode=MEAN, **extra)
     assert message.startswith("mode")
-    assert "training.head_means" in message, message
+    assert "training.head_analyses" in message, message
 
 
 def test_a_branch_keeps_the_tokens_before_the_step_and_writes_on_from_the_forced_one(

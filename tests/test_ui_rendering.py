@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from model.roles import KINDS, HeadRoles
 from serving.labels import visible_whitespace
 from serving.originality import CLOSE, NEW
 from ui import analysis_rendering, rendering
@@ -88,3 +89,29 @@ def test_the_nearest_joke_is_shown_as_text_with_its_verdict():
     assert "<strong>Close to a known joke</strong>" in html and "similarity 0.93" in html
     assert "&lt;b&gt;A&lt;/b&gt; joke␇" in html and "pl-origin-close" in html
     assert "pl-origin-new" in rendering.render_originality(NEW, 0.2, "x", None)
+
+
+def test_every_head_gets_a_badge_with_its_role_its_scores_and_its_pattern():
+    layers, heads, size = 2, 2, 5
+    scores = {kind: np.full((layers, heads), 0.25) for kind in KINDS}
+    scores["induction"][1, 0] = 0.875
+    roles = HeadRoles(
+        scores=scores,
+        roles=[["previous-token", None], ["induction", "diffuse"]],
+        sinks=np.array([[False, True], [False, False]]),
+        thumbnails=np.tile(np.eye(size), (layers, heads, 1, 1)),
+        thumbnail_tokens={"repeat": list(range(size)), "text": list(range(size))},
+    )
+    rows = np.full((layers, heads, 4), 0.25)
+    grid = rendering.render_heads_grid(rows, ["a", "b", "c", "d"], 3, rendering.role_badges(roles))
+    badges = re.findall(r'<span class="pl-role pl-role-(\w+)" title="([^"]*)"><img src="data:'
+                        r'image/png;base64,[^"]+" alt="">([^<]*)</span>', grid)  # fmt: skip
+    assert [(kind, text) for kind, _, text in badges] == [
+        ("prev", "prev"), ("mixed", "mixed · sink"), ("induct", "induct"), ("diffuse", "diffuse")
+    ]  # fmt: skip
+    tip = badges[2][1]
+    assert "induction 0.88" in tip and "repeated random tokens" in tip
+    assert "Sink" in badges[1][1] and "validation jokes" in badges[1][1]
+    assert "role, found on probe texts" in grid
+    # A model folder without roles: no badge.
+    assert "pl-role" not in rendering.render_heads_grid(rows, ["a", "b", "c", "d"], 3)

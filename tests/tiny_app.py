@@ -21,6 +21,7 @@ from model.ablation import mean_head_outputs
 from model.checkpoint import save_model
 from model.config import GPTConfig
 from model.gpt import GPT
+from model.roles import find_roles
 
 CONFIG = dict(block_size=64, n_layer=2, n_head=2, d_model=32, d_ff=64)
 VOCAB_SIZE = 400
@@ -45,7 +46,7 @@ def build_model_folder() -> Path:
     """A complete model folder with random weights, in a temporary folder removed at exit.
 
     Its metadata records the made-up jokes (written next to it) as the training data, and it
-    ships mean head outputs (for mean ablation), as an exported folder does.
+    ships mean head outputs (for mean ablation) and head roles, as an exported folder does.
     """
     tokenizer = train_tokenizer(joke_like_lines(), vocab_size=VOCAB_SIZE)
     config = GPTConfig(vocab_size=tokenizer.get_vocab_size(), **CONFIG)
@@ -59,7 +60,10 @@ def build_model_folder() -> Path:
     end = end_of_joke_id(tokenizer)
     some = [[end, *ids] for ids in encode_batch(tokenizer, joke_like_lines()[:32])]
     means = mean_head_outputs(model, some, pad_id=end)
-    return save_model(model, tokenizer, folder, metadata=metadata, head_means=means)
+    roles = find_roles(model, some, start_token=end)  # and the head roles it ships
+    return save_model(
+        model, tokenizer, folder, metadata=metadata, head_means=means, head_roles=roles
+    )
 
 
 class FakeClassifier:

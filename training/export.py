@@ -19,13 +19,11 @@ import jax
 from flax import nnx
 
 from data.originality_index import index_arrays
-from data.tokenizer import end_of_joke_id
-from model.ablation import mean_head_outputs
 from model.checkpoint import save_model
 from training.average import averaged_model_state
 from training.config import SIZE_FLAGS, size_preset
 from training.folder import read_records
-from training.head_means import stream_jokes
+from training.head_analyses import head_analyses, stream_jokes
 
 if TYPE_CHECKING:
     from training.run import Run
@@ -76,8 +74,8 @@ def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
         **figure_fields,
     }
     tokenizer = run.corpus.tokenizer
-    # Each head's mean output on validation jokes, for the app's mean ablation.
-    means = mean_head_outputs(model, stream_jokes(run.corpus.val), end_of_joke_id(tokenizer))
+    # Each head's mean output on validation jokes (the app's mean ablation), and its role.
+    means, roles = head_analyses(model, tokenizer, stream_jokes(run.corpus.val))
     # The training jokes' hashed n-grams, no text: the originality check without the data.
     index = index_arrays(run.corpus.train_jokes)
     folder = run.folder / "model"
@@ -89,6 +87,7 @@ def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
         config.export_dtype,
         head_means=means,
         originality_index=index,
+        head_roles=roles,
     )
 
 

@@ -1,12 +1,17 @@
-"""The mean head outputs a model folder ships for mean ablation (model/knockout.py).
+"""What a model folder ships about its attention heads, for the explainer.
 
-train.py computes them at export from the run's first validation jokes. For a folder
-exported before they existed, or to recompute them:
+- head_means.safetensors: each head's mean output over the first validation jokes, the
+  replacement of mean ablation (model/knockout.py);
+- head_roles.json: each head's role scores on probe texts, its role and a thumbnail of its
+  pattern (model/roles.py).
 
-    python -m training.head_means checkpoints/punchline
+train.py computes both at export. For a folder exported before they existed, or to
+recompute them:
+
+    python -m training.head_analyses checkpoints/punchline
 
 reads the folder's validation jokes again from the data it names in metadata.json (the
-files must be there), and adds head_means.safetensors to the folder, signed in its manifest.
+files must be there), and adds both files to the folder, signed in its manifest.
 """
 
 from __future__ import annotations
@@ -15,13 +20,21 @@ import argparse
 import sys
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from data.batching import TokenStream
 from data.corpus import model_data
 from data.errors import DataError
 from data.tokenizer import encode_batch, end_of_joke_id
 from model.ablation import mean_head_outputs
-from model.checkpoint import CheckpointError, load_model, save_head_means
+from model.checkpoint import (
+    CheckpointError,
+    load_model,
+    save_head_means,
+    save_head_roles,
+)
+from model.gpt import GPT
+from model.roles import HeadRoles, find_roles
 
 MEAN_JOKES = 256  # validation jokes (the first ones) whose head outputs are averaged
 
@@ -34,12 +47,22 @@ def stream_jokes(stream: TokenStream, count: int = MEAN_JOKES) -> list[list[int]
     ]
 
 
+def head_analyses(
+    model: GPT, tokenizer: Tokenizer, jokes: list[list[int]]
+) -> tuple[np.ndarray, HeadRoles]:
+    """(mean head outputs, head roles) over validation `jokes` (token ids, each opening with
+    the end-of-joke token, as stream_jokes gives them)."""
+    end = end_of_joke_id(tokenizer)
+    return mean_head_outputs(model, jokes, pad_id=end), find_roles(model, jokes, end)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.head_means",
-        description="Compute each attention head's mean output over the first validation "
-        "jokes of a model folder (the replacement of mean ablation in the app's knockout) "
-        "and add it to the folder. Needs the training data the folder names.",
+        prog="python -m training.head_analyses",
+        description="Compute what the explainer shows about a model folder's attention heads "
+        "(each head's mean output over the first validation jokes, for mean ablation; each "
+        "head's role, from probe texts) and add it to the folder. Needs the training data "
+        "the folder names.",
     )
     parser.add_argument("folder", help="model folder, such as checkpoints/punchline")
     parser.add_argument("--data", nargs="*", help="data files, if they moved since training")
@@ -52,10 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     end = end_of_joke_id(tokenizer)
     jokes = [[end, *ids] for ids in encode_batch(tokenizer, validation)]
-    means = mean_head_outputs(model, jokes, pad_id=end)
+    means, roles = head_analyses(model, tokenizer, jokes)
     save_head_means(args.folder, means)
-    heads = f"{means.shape[0]} x {means.shape[1]} heads"
-    print(f"{args.folder}: mean outputs of {heads} over {len(jokes)} validation jokes written")
+    save_head_roles(args.folder, roles)
+    found = [role for row in roles.roles for role in row if role]
+    summary = ", ".join(f"{found.count(r)} {r}" for r in dict.fromkeys(found)) or "no roles"
+    print(
+        f"{args.folder}: mean outputs over {len(jokes)} validation jokes and head roles "
+        f"({summary}; {int(roles.sinks.sum())} sinks) written"
+    )
     return 0
 
 

@@ -1,5 +1,5 @@
-"""The API: the functions behind /generate and the explainer's /lens, /knockout, /importance
-and /branch. Their signatures and docstrings are what gradio_client shows; each hands the
+"""The API: the functions behind /generate and the explainer's /lens, /knockout, /importance,
+/branch and /roles. Their signatures and docstrings are what gradio_client shows; each hands the
 values it got, whatever they are, to serving/api.py, which checks them."""
 
 from __future__ import annotations
@@ -8,7 +8,14 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from serving.api import branch_json, generate_json, importance_json, knockout_json, lens_json
+from serving.api import (
+    branch_json,
+    generate_json,
+    importance_json,
+    knockout_json,
+    lens_json,
+    roles_json,
+)
 from serving.explainer import Explainer
 from serving.originality import OriginalityCheck
 from serving.writer import DEFAULTS, JokeWriter
@@ -119,7 +126,19 @@ def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
         sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
         return branch_json(writer, explainer, *sent, step=step, token_id=token_id)
 
-    return {"lens": lens, "knockout": knockout, "importance": importance, "branch": branch}
+    def roles() -> dict:
+        """Each head's role (previous-token, induction, duplicate-token, self, diffuse or
+        null) and sink flag, with its scores on the probe texts (0 to 1), the bars a score
+        must reach, and each head's pattern on its probe (thumbnails, 0-255, [layer][head])."""
+        return roles_json(explainer)
+
+    return {
+        "lens": lens,
+        "knockout": knockout,
+        "importance": importance,
+        "branch": branch,
+        "roles": roles,
+    }
 
 
 def add_endpoints(writer: JokeWriter, originality: OriginalityCheck, explainer: Explainer) -> None:

@@ -44,6 +44,8 @@ class Handlers:
         address: str,
     ):
         self.writer, self.originality, self.explainer = writer, originality, explainer
+        roles = explainer.head_roles  # the heads' badges, the same for every joke
+        self.badges = rendering.role_badges(roles) if roles is not None else None
         self.page, self.address = page, address
 
     # -- writing a joke
@@ -175,7 +177,7 @@ class Handlers:
         self, joke: Joke, index: int, layer: int, head: int, heads_off: Heads, mode: str
     ) -> dict[Any, Any]:
         inside, explain = self.page.inside, self.page.explain
-        info, grid, matrix = token_views(joke, index, layer, head)
+        info, grid, matrix = token_views(joke, index, layer, head, self.badges)
         return {
             self.page.selected: index,
             inside.position: gr.Slider(value=index, maximum=len(joke.labels) - 1),

@@ -18,6 +18,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from model.roles import KINDS, HeadRoles
 from serving.labels import printable
 
 MAX_LABEL_CHARS = 10  # longer token labels are cut with "…" on the matrix axes
@@ -233,8 +234,57 @@ def render_read_token(label: str, position: int, kind: str) -> str:
     return f'<div class="pl-info">{head}{body}</div>'
 
 
-def render_heads_grid(rows: np.ndarray, labels: list[str], position: int) -> str:
-    """One strip per (layer, head): how the token at `position` spread its attention.
+# Each role's badge and what it means, for the tooltip (model/roles.py scores them).
+ROLE_BADGES = {
+    "previous-token": ("prev", "looks at the token just before"),
+    "induction": ("induct", "finds an earlier copy of this token and looks at what followed it"),
+    "duplicate-token": ("dup", "looks at earlier copies of the same token"),
+    "self": ("self", "looks at its own token"),
+    "diffuse": ("diffuse", "spreads its attention evenly"),
+    None: ("mixed", "no one pattern above its bar"),
+}
+ROLE_PROBES = {
+    "previous-token": "repeated random tokens",
+    "induction": "repeated random tokens",
+    "duplicate-token": "repeated random tokens",
+}  # the rest: validation jokes
+THUMBNAIL_PIXELS = 2  # each thumbnail cell drawn as 2 x 2 pixels (scaled further by CSS)
+
+
+def role_badges(roles: HeadRoles) -> list[list[str]]:
+    """The badge of every head, [L][H] HTML: its role (with a thumbnail of its pattern on the
+    probe that scored it) and a "sink" mark; the scores in its tooltip. Built once a model."""
+    layers, heads = roles.sinks.shape
+    badges = []
+    for layer in range(layers):
+        row = []
+        for head in range(heads):
+            role = roles.roles[layer][head]
+            badge, meaning = ROLE_BADGES[role]
+            scores = ", ".join(f"{kind} {roles.scores[kind][layer, head]:.2f}" for kind in KINDS)
+            probe = ROLE_PROBES.get(role, "validation jokes")
+            sink = roles.sinks[layer, head]
+            tip = (
+                f"{badge}: {meaning}"
+                + (" (scored on " + probe + ")" if role else "")
+                + (". Sink: parks most of its attention on the start token" if sink else "")
+                + f". Scores: {scores}. The picture: its pattern on {probe}."
+            )
+            cells = np.kron(roles.thumbnails[layer, head], np.ones((THUMBNAIL_PIXELS,) * 2))
+            image = png_data_uri(colours(cells))
+            row.append(
+                f'<span class="pl-role pl-role-{badge}" title="{_attr(tip)}">'
+                f'<img src="{image}" alt="">{badge}{" · sink" if sink else ""}</span>'
+            )
+        badges.append(row)
+    return badges
+
+
+def render_heads_grid(
+    rows: np.ndarray, labels: list[str], position: int, badges: list[list[str]] | None = None
+) -> str:
+    """One strip per (layer, head): how the token at `position` spread its attention, and
+    each head's role badge (role_badges) when the model ships its roles.
 
     rows: (layers, heads, position + 1), each row summing to 1.
     """
@@ -257,7 +307,7 @@ def render_heads_grid(rows: np.ndarray, labels: list[str], position: int) -> str
                 f'data-cols="{position + 1}" data-head="{_attr(name)}" '
                 f'data-w="{",".join(f"{100 * w:.1f}" for w in weights)}">'
                 f'<span class="pl-top">{html.escape(short(labels[top], 14))} '
-                f"{weights[top]:.0%}</span></div>"
+                f"{weights[top]:.0%}</span>{badges[layer][head] if badges else ''}</div>"
             )
     grid = (
         f'<div class="pl-grid" style="grid-template-columns:auto repeat({heads}, minmax(0, 1fr))">'
@@ -267,7 +317,14 @@ def render_heads_grid(rows: np.ndarray, labels: list[str], position: int) -> str
         f'<p class="pl-caption">Where <b>{html.escape(labels[position])}</b> (token {position}) '
         "looked, in every layer and head. Each strip runs from the first token (left) to this "
         "one (right); darker means more attention. Hover for the exact weight, click a strip "
-        "to see that head's whole matrix.</p>"
+        "to see that head's whole matrix."
+        + (
+            " The badge under a head is its role, found on probe texts (hover it for the "
+            "scores): the same for every token."
+            if badges
+            else ""
+        )
+        + "</p>"
     )
     return (
         f'<div class="pl-heads" data-labels="{_labels_attr(labels)}">'

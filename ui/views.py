@@ -50,8 +50,11 @@ def written_pieces(tokenizer: Tokenizer, joke: Joke) -> list[str]:
     return [texts[n + 1][len(texts[n]) :] for n in range(len(ids))]
 
 
-def token_views(joke: Joke, index: int, layer: int, head: int) -> tuple[str, str, str]:
-    """The card, the layers x heads grid and one head's matrix, for the token at `index`."""
+def token_views(
+    joke: Joke, index: int, layer: int, head: int, badges: list[list[str]] | None = None
+) -> tuple[str, str, str]:
+    """The card, the layers x heads grid (with the heads' role badges, if the model ships
+    its roles) and one head's matrix, for the token at `index`."""
     generation = joke.generation
     kind = "start" if index == 0 else "typed" if index < generation.prompt_length else "written"
     if kind == "written":
@@ -72,7 +75,7 @@ def token_views(joke: Joke, index: int, layer: int, head: int) -> tuple[str, str
     else:
         info = rendering.render_read_token(joke.labels[index], index, kind)
     rows = generation.attention[:, :, index, : index + 1]  # (layers, heads, index + 1)
-    heads = rendering.render_heads_grid(rows, joke.labels, index)
+    heads = rendering.render_heads_grid(rows, joke.labels, index, badges)
     return info, heads, matrix_view(joke, index, layer, head)
 
 
