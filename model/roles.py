@@ -70,9 +70,10 @@ def repeated_random_tokens(
 
 
 def without_sink(attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split off the start token: (attention on position 0, (..., T, T) rows renormalised
-    over keys 1..T-1). attention: (..., T query, T key). Row 0 (only position 0 to see) is
-    left as zeros."""
+    """Split off the start token: (attention on position 0, the rows renormalised over keys
+    1, 2, ...). attention: (..., keys), each row a query's weights over the keys, such as
+    (..., T query, T key). A row with no weight beyond position 0 (query 0 has nothing else to
+    see) is left as zeros."""
     sink = attention[..., 0]  # (..., T)
     rest = attention.copy()
     rest[..., 0] = 0

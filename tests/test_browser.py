@@ -115,8 +115,18 @@ def test_tell_a_joke_click_a_token_and_see_its_attention(browser: Browser, serve
     expect(badges.first.locator("img")).to_be_visible()
     assert "Scores:" in (badges.first.get_attribute("title") or "")
     # Hovering a strip names the key token and its weight.
-    panels.first.locator("img.pl-strip").hover()
+    panels.first.locator("img.pl-with-sink").hover()
     expect(page.locator("#pl-tip")).to_contain_text("%")
+    # "Hide the first-token sink" swaps every strip and the matrix for their renormalised
+    # pictures, in the browser alone; unticked, the weights as computed come back.
+    hide = page.get_by_label("Hide the first-token sink")
+    for ticked, shown, hidden in ((True, "pl-no-sink", "pl-with-sink"),
+                                  (False, "pl-with-sink", "pl-no-sink")):  # fmt: skip
+        hide.set_checked(ticked)
+        expect(panels.first.locator(f"img.{shown}")).to_be_visible()
+        expect(panels.first.locator(f"img.{hidden}")).to_be_hidden()
+        expect(page.locator(f"#matrix image.{shown}")).to_be_visible()
+        expect(page.locator(f"#matrix image.{hidden}")).to_be_hidden()
     # Clicking the last strip shows that head's whole matrix.
     panels.last.click()
     last = f"layer {config['n_layer']}, head {config['n_head']}"

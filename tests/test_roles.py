@@ -134,11 +134,15 @@ def hand_built_model() -> GPT:
     return model
 
 
-def test_a_hand_built_previous_token_head_and_induction_head_are_found():
-    model = hand_built_model()
+@pytest.fixture(scope="module")
+def found() -> HeadRoles:
+    """find_roles on the hand-built model, with random texts as its validation jokes."""
     rng = np.random.default_rng(1)
     jokes = [[START, *rng.integers(1, V, size=n).tolist()] for n in (12, 20, 30)]
-    found = find_roles(model, jokes, start_token=START)
+    return find_roles(hand_built_model(), jokes, start_token=START)
+
+
+def test_a_hand_built_previous_token_head_and_induction_head_are_found(found):
     assert found.roles == [["previous-token", "diffuse"], ["induction", "diffuse"]]
     assert found.scores["previous-token"][0, 0] > 0.9
     # Below 1 only where a random token occurs twice in one copy: the head splits its weight.
@@ -152,8 +156,7 @@ def test_a_hand_built_previous_token_head_and_induction_head_are_found():
     assert len(found.thumbnail_tokens["repeat"]) == size
 
 
-def test_head_roles_survive_json_and_a_malformed_record_is_refused():
-    found = find_roles(hand_built_model(), [[START, 5, 6, 7, 8]], start_token=START)
+def test_head_roles_survive_json_and_a_malformed_record_is_refused(found):
     again = HeadRoles.from_json(json.loads(json.dumps(found.to_json())), layers=2, heads=N_HEAD)
     assert again.roles == found.roles and (again.sinks == found.sinks).all()
     for kind in KINDS:

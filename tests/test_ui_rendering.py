@@ -26,9 +26,16 @@ def test_token_row_marks_each_kind_and_escapes_text():
 def test_heads_grid_has_one_strip_per_layer_and_head():
     rows = np.random.default_rng(0).dirichlet(np.ones(6), size=(3, 4))
     html = rendering.render_heads_grid(rows, [f"t{i}" for i in range(6)], position=5)
-    assert html.count('class="pl-panel"') == 12 and html.count("data:image/png;base64,") == 12
-    weights = re.findall(r'data-w="([^"]*)"', html)
-    assert len(weights) == 12 and all(len(w.split(",")) == 6 for w in weights)
+    assert html.count('class="pl-panel"') == 12 and html.count("data:image/png;base64,") == 24
+    # Each strip twice: as computed, and with the start token's share (the sink) hidden.
+    weights = re.findall(r'class="pl-strip ([\w-]+)"[^>]*data-w="([^"]*)"', html)
+    assert [kind for kind, _ in weights] == ["pl-with-sink", "pl-no-sink"] * 12
+    assert all(len(w.split(",")) == 6 for _, w in weights)
+    for (_, shown), (_, hidden) in zip(weights[::2], weights[1::2], strict=True):
+        seen, rest = np.array(shown.split(","), float), np.array(hidden.split(","), float)
+        assert rest[0] == 0
+        # Both are rounded to 0.1 for the page: the renormalised share is off by 0.2 at most.
+        np.testing.assert_allclose(rest[1:], 100 * seen[1:] / seen[1:].sum(), atol=0.2)
     assert "layer 3" in html and "head 4" in html and "attention weight" in html
 
 
@@ -42,6 +49,10 @@ def test_matrix_labels_never_overlap_at_the_longest_sequence():
     assert min(np.diff(rows)) >= 11  # one label per font height (11 px) at most
     assert "·word77" in html and 'class="pl-sel"' in html and "layer 2, head 1" in html
     assert len(re.search(r'data-w="([^"]*)"', html)[1].split(";")) == n
+    # The same matrix with the sink hidden: no weight on token 0, the rest renormalised.
+    hidden = re.search(r'<image class="pl-no-sink"[^>]*data-w="([^"]*)"', html)[1].split(";")
+    row = np.array(hidden[selected].split(","), float)
+    assert row[0] == 0 and abs(row.sum() - 100) < 0.5
 
 
 def test_the_step_card_shows_both_distributions_and_each_candidate_branches():

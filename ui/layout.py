@@ -202,6 +202,14 @@ def create_inside_panel() -> InsidePanel:
                 elem_id="token-info", apply_default_css=False, js_on_load=script("branch_click.js")
             )
         with gr.Column(scale=3, min_width=320):
+            # No event: the page keeps both pictures and CSS shows one (assets/style.css).
+            gr.Checkbox(
+                False,
+                label="Hide the first-token sink",
+                info="Many heads park attention they do not need on ⟨start⟩ (a sink). Hide "
+                "it to see where the rest of their attention went, renormalised to 100%.",
+                elem_id="hide-sink",
+            )
             heads = gr.HTML(
                 elem_id="heads",
                 apply_default_css=False,

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from model.roles import KINDS, HeadRoles
+from model.roles import KINDS, HeadRoles, without_sink
 from serving.labels import printable
 
 MAX_LABEL_CHARS = 10  # longer token labels are cut with "…" on the matrix axes
@@ -289,6 +289,7 @@ def render_heads_grid(
     rows: (layers, heads, position + 1), each row summing to 1.
     """
     layers, heads, _ = rows.shape
+    _, rest = without_sink(rows)  # for "hide the sink": the weight on other tokens, renormalised
     cells = ['<div class="pl-corner"></div>']
     cells += [f'<div class="pl-col">head {h + 1}</div>' for h in range(heads)]
     for layer in range(layers):
@@ -299,13 +300,15 @@ def render_heads_grid(
             name = f"layer {layer + 1}, head {head + 1}"
             ranked = np.argsort(-weights)[:3]
             summary = ", ".join(f"{labels[k]} {weights[k]:.0%}" for k in ranked)
-            image = png_data_uri(colours(weights)[None, :, :])
+            strips = "".join(
+                f'<img class="pl-strip {kind}" src="{png_data_uri(colours(shown)[None, :, :])}" '
+                f'alt="{_attr(name)}" data-q0="{position}" data-cols="{position + 1}" '
+                f'data-head="{_attr(name)}" data-w="{",".join(f"{100 * w:.1f}" for w in shown)}">'
+                for kind, shown in (("pl-with-sink", weights), ("pl-no-sink", rest[layer, head]))
+            )
             cells.append(
                 f'<div class="pl-panel" data-layer="{layer}" data-head="{head}" '
-                f'title="{_attr(f"{name}: {summary} (click for the whole matrix)")}">'
-                f'<img class="pl-strip" src="{image}" alt="{_attr(name)}" data-q0="{position}" '
-                f'data-cols="{position + 1}" data-head="{_attr(name)}" '
-                f'data-w="{",".join(f"{100 * w:.1f}" for w in weights)}">'
+                f'title="{_attr(f"{name}: {summary} (click for the whole matrix)")}">{strips}'
                 f'<span class="pl-top">{html.escape(short(labels[top], 14))} '
                 f"{weights[top]:.0%}</span>{badges[layer][head] if badges else ''}</div>"
             )
@@ -342,14 +345,23 @@ def render_matrix(
     row and column are always labelled and its row is outlined.
     """
     n = matrix.shape[0]
+    name = f"layer {layer + 1}, head {head + 1}"
     cell = max(4, min(18, 640 // n))
     font = 11
     step = math.ceil((font + 1) / cell)  # show every step-th label: one label per font height
     margin = 12 + int(font * 0.62 * MAX_LABEL_CHARS)
     size = n * cell
-    rgb = colours(matrix)
-    rgb[np.triu(np.ones((n, n), dtype=bool), k=1)] = MASKED
-    image = png_data_uri(rgb)
+    future = np.triu(np.ones((n, n), dtype=bool), k=1)
+    _, rest = without_sink(matrix)  # for "hide the sink": the other keys, renormalised
+
+    def image(kind: str, weights: np.ndarray) -> str:
+        rgb = colours(weights)
+        rgb[future] = MASKED
+        return (
+            f'<image class="{kind}" href="{png_data_uri(rgb)}" x="{margin}" y="{margin}" '
+            f'width="{size}" height="{size}" preserveAspectRatio="none" data-q0="0" '
+            f'data-cols="{n}" data-head="{_attr(name)}" data-w="{_percent_rows(weights)}"/>'
+        )
 
     def shown(i: int) -> bool:
         if i == selected:
@@ -375,13 +387,11 @@ def render_matrix(
         f'<rect class="pl-mark" x="{margin - 1}" y="{margin + selected * cell - 1}" '
         f'width="{size + 2}" height="{cell + 2}"/>'
     )
-    name = f"layer {layer + 1}, head {head + 1}"
     svg = (
         f'<svg class="pl-matrix" width="{margin + size + 4}" height="{margin + size + 4}" '
         f'role="img" aria-label="{_attr(f"attention matrix of {name}")}" font-size="{font}">'
-        f'<image href="{image}" x="{margin}" y="{margin}" width="{size}" height="{size}" '
-        f'preserveAspectRatio="none" data-q0="0" data-cols="{n}" data-head="{_attr(name)}" '
-        f'data-w="{_percent_rows(matrix)}"/>{"".join(texts)}{outline}</svg>'
+        f"{image('pl-with-sink', matrix)}{image('pl-no-sink', rest)}{''.join(texts)}{outline}"
+        "</svg>"
     )
     caption = (
         f'<p class="pl-caption">All of {name}: row = the token doing the looking (query), '
