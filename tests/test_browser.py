@@ -149,6 +149,29 @@ def test_tell_a_joke_click_a_token_and_see_its_attention(browser: Browser, serve
     page.close()
 
 
+def test_a_jokes_link_opens_the_page_and_writes_the_same_joke(browser: Browser, served):
+    url, _ = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # A link names the request: the page fills in the settings and writes the joke.
+    page.goto(url.rstrip("/") + "/?prompt=Why+did+the&seed=7&max_new_tokens=12&clean=0")
+    expect(page.locator("#joke .pl-meta")).to_contain_text("seed 7", timeout=30_000)
+    expect(page.locator("#joke .pl-joke-typed")).to_have_text("Why did the")
+    expect(page.get_by_label("Clean jokes only")).not_to_be_checked()
+    written = page.locator("#joke .pl-joke-written").inner_text()
+    page.get_by_role("button", name="Get this joke again").click()
+    link = page.locator("#joke-link textarea").input_value()
+    assert "seed=7" in link and "max_new_tokens=12" in link and "clean=0" in link
+    # The joke's own link, opened elsewhere, writes it again word for word.
+    again = browser.new_page(viewport={"width": 1280, "height": 900})
+    again.goto(link)
+    expect(again.locator("#joke .pl-meta")).to_contain_text("seed 7", timeout=30_000)
+    expect(again.locator("#joke .pl-joke-written")).to_have_text(written)
+    # A bad value is named, and nothing is written.
+    page.goto(url.rstrip("/") + "/?prompt=Hi&top_k=lots")
+    expect(page.locator("#joke")).to_contain_text("The link's top_k should be a whole number")
+    expect(page.locator("#joke .pl-meta")).to_have_count(0)
+
+
 def test_the_page_fits_a_phone(browser: Browser, served):
     url, _ = served
     page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)

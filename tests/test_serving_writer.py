@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from urllib.parse import parse_qsl
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from serving.api import generate_json, round_rows
 from serving.errors import RequestError
 from serving.limits import CLEAN_TRIES, MAX_SEED
 from serving.originality import OriginalityCheck
-from serving.reproduce import reproduce
+from serving.reproduce import read_link, reproduce, share_link
 
 
 def test_collected_stream_equals_the_models_own_generate(writer):
@@ -47,6 +48,26 @@ def test_the_shown_command_writes_the_same_joke(writer, capsys):
     assert argv[:3] == ["python", "-m", "model.generate"] and "seed=1234" in client_code
     assert generate_main(argv[3:]) == 0
     assert capsys.readouterr().out == f"[seed 1234] {job.prompt}{joke.written}\n"
+
+
+def test_a_jokes_link_names_its_request_and_reads_back_to_the_same_joke(writer):
+    job = writer.request("Why did the robot & the cat", 1.1, 30, 0.9, 12, 1234, clean=False)
+    link = share_link(job, "http://127.0.0.1:7860/")
+    address, query = link.split("?")
+    assert address == "http://127.0.0.1:7860/"
+    again = writer.request(**read_link(dict(parse_qsl(query))))
+    assert again == job
+    assert writer.write(again).written == writer.write(job).written
+
+
+def test_a_link_without_a_request_is_none_and_a_bad_value_is_named():
+    assert read_link({}) is None and read_link({"__theme": "dark"}) is None
+    assert read_link({"prompt": "Hi"}) == {"prompt": "Hi", "clean": True}
+    for query, named in (({"seed": "7.5"}, "seed should be a whole number"),
+                         ({"top_p": "lots"}, "top_p should be a number"),
+                         ({"clean": "maybe"}, "clean should be 1 or 0")):  # fmt: skip
+        with pytest.raises(RequestError, match=named):
+            read_link(query)
 
 
 def test_rounded_attention_rows_still_sum_to_exactly_one():

@@ -17,11 +17,12 @@ import gradio as gr
 from data.tokenizer import decode
 from model.branching import SHIFT_STEPS, attention_shift
 from model.generate import Step
+from serving.errors import RequestError
 from serving.explainer import Explainer, surprisal_bits
 from serving.joke import Joke
 from serving.originality import OriginalityCheck
-from serving.reproduce import reproduce
-from serving.writer import JokeWriter, no_clean_joke
+from serving.reproduce import read_link, reproduce, share_link
+from serving.writer import DEFAULTS, JokeWriter, no_clean_joke
 from ui import analysis_rendering, rendering
 from ui.endpoints import add_endpoints
 from ui.explain_events import ExplainHandlers, connect_explainer
@@ -100,7 +101,8 @@ class Handlers:
                     yield {joke_panel.card: rendering.render_joke(job.prompt, text, writing=True)}
             joke = writer.finish(job, steps)
         origin = request.headers.get("origin") or self.address
-        cli, python = reproduce(writer.folder, joke.request, origin.rstrip("/") + "/")
+        page_address = origin.rstrip("/") + "/"
+        cli, python = reproduce(writer.folder, joke.request, page_address)
         versions = [Version(joke, "Original")]
         yield {
             **self.show_version(
@@ -109,6 +111,39 @@ class Handlers:
             self.page.settings.seed: joke.request.settings.seed,
             joke_panel.command: cli,
             joke_panel.client_code: python,
+            joke_panel.link: share_link(joke.request, page_address),
+        }
+
+    def open_link(self, request: gr.Request) -> dict[Any, Any]:
+        """On page load: a link's request (serving/reproduce.py) fills in the prompt, the
+        settings and the link box, and the page then asks for the joke (connect). A plain
+        visit changes nothing. The values are checked as a joke request is; the card names a
+        bad one, and nothing is written."""
+        c = self.writer.config
+        defaults = {
+            "temperature": DEFAULTS.temperature, "top_k": min(DEFAULTS.top_k, c.vocab_size),
+            "top_p": DEFAULTS.top_p, "max_new_tokens": min(DEFAULTS.max_new_tokens, c.block_size),
+            "seed": -1,
+        }  # fmt: skip
+        try:
+            linked = read_link(request.query_params)
+            if linked is None:
+                return {}
+            job = self.writer.request(**(defaults | linked))
+        except RequestError as error:  # in the card: an event without a queue shows no toast
+            message = f"This link cannot be used: {error.message}"
+            return {self.page.joke.card: rendering.render_placeholder(message)}
+        s, settings = self.page.settings, job.settings
+        return {
+            self.page.joke.prompt: linked["prompt"],
+            s.temperature: settings.temperature,
+            s.top_k: settings.top_k,
+            s.top_p: settings.top_p,
+            s.max_new_tokens: settings.max_new_tokens,
+            s.seed: settings.seed,
+            s.random_seed: False,
+            s.clean: job.clean,
+            self.page.joke.link: share_link(job, ""),
         }
 
     def show_version(
@@ -273,7 +308,10 @@ class Handlers:
         return pair[0], pair[1]
 
 
-def connect(page: Page, handlers: Handlers) -> None:
+PRESS_TELL_IF_LINKED = "(link) => { if (link) document.getElementById('tell-joke').click(); }"
+
+
+def connect(demo: gr.Blocks, page: Page, handlers: Handlers) -> None:
     """Bind the page's events to the handlers, and add the API endpoints."""
     joke, settings, inside, explain = page.joke, page.settings, page.inside, page.explain
     views = page.token_views()
@@ -283,9 +321,19 @@ def connect(page: Page, handlers: Handlers) -> None:
         [joke.tell.click, joke.prompt.submit],
         handlers.tell_joke,
         inputs=[joke.prompt, *settings.inputs(), *knobs],
-        outputs=[*shown, settings.seed, joke.command, joke.client_code],
+        outputs=[*shown, settings.seed, joke.command, joke.client_code, joke.link],
         **PAGE_WRITING,
     )
+    # A page opened from a joke's link: fill in its settings, then press "Tell me a joke"
+    # in the browser, so that the joke is asked for as any other (same queue, same limits).
+    demo.load(
+        handlers.open_link,
+        None,
+        [joke.prompt, *settings.inputs(), joke.link, joke.card],
+        queue=False,  # reads the address only: no model time, no place in the queue
+        show_progress="hidden",  # no spinner over the settings a visitor may already use
+        api_visibility="private",
+    ).success(None, [joke.link], None, js=PRESS_TELL_IF_LINKED)
     for clickable in (inside.tokens, explain.lens):  # token chips and lens-map columns
         clickable.select(handlers.select_token, [page.joke_state, *knobs], views, **VIEWING)
     for button, by in ((inside.back, -1), (inside.forward, 1)):

@@ -57,6 +57,7 @@ class JokePanel:
     card: gr.HTML  # the joke as it is written, then its settings, notes and originality
     command: gr.Code  # the shell command that writes the same joke again
     client_code: gr.Code  # the same with gradio_client
+    link: gr.Textbox  # the page's address with the joke's request: opening it writes the joke
 
 
 @dataclass
@@ -149,7 +150,7 @@ def create_joke_panel() -> JokePanel:
         max_length=MAX_PROMPT_CHARS,
         lines=1,
     )
-    tell = gr.Button("Tell me a joke", variant="primary", size="lg")
+    tell = gr.Button("Tell me a joke", variant="primary", size="lg", elem_id="tell-joke")
     card = gr.HTML(
         rendering.render_placeholder("Your joke will be written here."),
         elem_id="joke",
@@ -157,9 +158,15 @@ def create_joke_panel() -> JokePanel:
         js_on_load=None,
     )
     with gr.Accordion("Get this joke again", open=False):
+        link = gr.Textbox(
+            label="Link: opens this page and writes the same joke",
+            interactive=False,
+            buttons=["copy"],
+            elem_id="joke-link",
+        )
         command = gr.Code(label="Command line", language="shell", interactive=False)
         client_code = gr.Code(label="Python (gradio_client)", language="python", interactive=False)
-    return JokePanel(prompt, tell, card, command, client_code)
+    return JokePanel(prompt, tell, card, command, client_code, link)
 
 
 def create_settings_panel(writer: JokeWriter) -> SettingsPanel:
@@ -294,5 +301,5 @@ def create_demo(
             joke_state=gr.State(None), selected=gr.State(None), versions=gr.State([]),
             heads_off=gr.State([]),
         )  # fmt: skip
-        events.connect(page, events.Handlers(writer, originality, explainer, page, address))
+        events.connect(demo, page, events.Handlers(writer, originality, explainer, page, address))
     return demo
