@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_plus
 
 import numpy as np
 
@@ -116,10 +117,14 @@ def test_every_head_gets_a_badge_with_its_role_its_scores_and_its_pattern():
     rows = np.full((layers, heads, 4), 0.25)
     grid = rendering.render_heads_grid(rows, ["a", "b", "c", "d"], 3, rendering.role_badges(roles))
     badges = re.findall(r'<span class="pl-role pl-role-(\w+)" title="([^"]*)"><img src="data:'
-                        r'image/png;base64,[^"]+" alt="">([^<]*)</span>', grid)  # fmt: skip
-    assert [(kind, text) for kind, _, text in badges] == [
+                        r'image/png;base64,[^"]+" alt="">([^<]*)(?:<a class="pl-try" href="\?'
+                        r'prompt=([^"]+)"[^>]*>try it</a>)?</span>', grid)  # fmt: skip
+    assert [(kind, text.strip()) for kind, _, text, _ in badges] == [
         ("prev", "prev"), ("mixed", "mixed · sink"), ("induct", "induct"), ("diffuse", "diffuse")
     ]  # fmt: skip
+    # "Try it" links the roles that a prompt shows at work: for induction, a repeated phrase.
+    tried = {kind: unquote_plus(prompt) for kind, _, _, prompt in badges if prompt}
+    assert set(tried) == {"prev", "induct"} and tried["induct"].count("Knock knock. Who") == 2
     tip = badges[2][1]
     assert "induction 0.88" in tip and "repeated random tokens" in tip
     assert "Sink" in badges[1][1] and "validation jokes" in badges[1][1]

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+from urllib.parse import urlencode
 
 import numpy as np
 from PIL import Image
@@ -249,6 +250,12 @@ ROLE_PROBES = {
     "duplicate-token": "repeated random tokens",
 }  # the rest: validation jokes
 THUMBNAIL_PIXELS = 2  # each thumbnail cell drawn as 2 x 2 pixels (scaled further by CSS)
+# "Try it": opening words that put a role to work (a link that writes a joke from them).
+TRY_PROMPTS = {
+    "previous-token": "Why did the chicken cross the road?",
+    "induction": "Knock knock. Who's there? Lettuce. Knock knock. Who's",
+    "duplicate-token": "A pun, a pun, a pun walks into a bar",
+}
 
 
 def role_badges(roles: HeadRoles) -> list[list[str]]:
@@ -272,9 +279,17 @@ def role_badges(roles: HeadRoles) -> list[list[str]]:
             )
             cells = np.kron(roles.thumbnails[layer, head], np.ones((THUMBNAIL_PIXELS,) * 2))
             image = png_data_uri(colours(cells))
+            try_it = ""
+            if role in TRY_PROMPTS:
+                prompt = TRY_PROMPTS[role]
+                hint = f"Write a joke from: {prompt} (then click its tokens to see the head work)"
+                try_it = (
+                    f' <a class="pl-try" href="?{urlencode({"prompt": prompt})}" '
+                    f'title="{_attr(hint)}">try it</a>'
+                )
             row.append(
                 f'<span class="pl-role pl-role-{badge}" title="{_attr(tip)}">'
-                f'<img src="{image}" alt="">{badge}{" · sink" if sink else ""}</span>'
+                f'<img src="{image}" alt="">{badge}{" · sink" if sink else ""}{try_it}</span>'
             )
         badges.append(row)
     return badges
