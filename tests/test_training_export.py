@@ -15,7 +15,12 @@ from training_runs import JOKES, OTHER_JOKES, metrics, run, write_jokes
 
 import training.export
 from data.tokenizer import encode, end_of_joke_id
-from model.checkpoint import load_head_means, load_model, load_originality_index
+from model.checkpoint import (
+    load_head_means,
+    load_head_roles,
+    load_model,
+    load_originality_index,
+)
 from model.config import GPTConfig
 from model.gpt import GPT
 from training.config import SIZE_FLAGS, size_preset
@@ -31,12 +36,15 @@ def test_the_shipped_model_metadata_describes_it_truthfully():
     for name in SIZE_FLAGS:
         assert recorded[name] == config[name]
     chain = metadata["lineage"]
-    assert chain[0]["init_from"] is None  # trained from scratch first, then fine-tuned twice
-    assert chain[-1]["steps"] == metadata["steps"] and len(chain) == 3
-    assert sum(r["steps"] for r in chain) == 4500
+    assert chain[0]["init_from"] is None  # trained from scratch first, then fine-tuned 3 times
+    assert chain[-1]["steps"] == metadata["steps"] and len(chain) == 4
+    assert sum(r["steps"] for r in chain) == 4500 + 1163
     assert chain[-1]["init_from"] == "checkpoints/punchline"  # the previous shipped model
+    # The last step trained without the sensitive topics, as the app's clean mode shows jokes.
+    assert recorded["clean"] and recorded["clean_topics"]
     model, _, _ = load_model(SHIPPED)  # its mean head outputs, for the app's mean ablation
     assert load_head_means(SHIPPED, model.config).shape == (4, 4, 64)
+    assert load_head_roles(SHIPPED, model.config) is not None  # and its heads' roles
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from model.roles import KINDS, HeadRoles
 from serving.labels import visible_whitespace
 from serving.originality import CLOSE, NEW
 from ui import analysis_rendering, rendering
+from ui.role_badges import role_badges
 
 
 def test_whitespace_and_control_characters_become_visible():
@@ -115,7 +116,7 @@ def test_every_head_gets_a_badge_with_its_role_its_scores_and_its_pattern():
         thumbnail_tokens={"repeat": list(range(size)), "text": list(range(size))},
     )
     rows = np.full((layers, heads, 4), 0.25)
-    grid = rendering.render_heads_grid(rows, ["a", "b", "c", "d"], 3, rendering.role_badges(roles))
+    grid = rendering.render_heads_grid(rows, ["a", "b", "c", "d"], 3, role_badges(roles))
     badges = re.findall(r'<span class="pl-role pl-role-(\w+)" title="([^"]*)"><img src="data:'
                         r'image/png;base64,[^"]+" alt="">([^<]*)(?:<a class="pl-try" href="\?'
                         r'prompt=([^"]+)"[^>]*>try it</a>)?</span>', grid)  # fmt: skip

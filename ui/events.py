@@ -26,6 +26,7 @@ from serving.writer import DEFAULTS, JokeWriter, no_clean_joke
 from ui import analysis_rendering, rendering
 from ui.endpoints import add_endpoints
 from ui.explain_events import ExplainHandlers, connect_explainer
+from ui.role_badges import role_badges
 from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads, Version
 from ui.views import describe, matrix_view, token_views, written_pieces
 
@@ -46,7 +47,7 @@ class Handlers:
     ):
         self.writer, self.originality, self.explainer = writer, originality, explainer
         roles = explainer.head_roles  # the heads' badges, the same for every joke
-        self.badges = rendering.role_badges(roles) if roles is not None else None
+        self.badges = role_badges(roles) if roles is not None else None
         self.page, self.address = page, address
 
     # -- writing a joke

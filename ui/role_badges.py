@@ -1,0 +1,71 @@
+"""The head-role badges of the layers x heads grid: each head's role, found on probe texts
+(model/roles.py), with a thumbnail of its pattern, its scores in the tooltip, and for some
+roles a "try it" link that writes a joke putting the role to work."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import numpy as np
+
+from model.roles import KINDS, HeadRoles
+from ui.rendering import _attr, colours, png_data_uri
+
+# Each role's badge and what it means, for the tooltip (model/roles.py scores them).
+ROLE_BADGES = {
+    "previous-token": ("prev", "looks at the token just before"),
+    "induction": ("induct", "finds an earlier copy of this token and looks at what followed it"),
+    "duplicate-token": ("dup", "looks at earlier copies of the same token"),
+    "self": ("self", "looks at its own token"),
+    "diffuse": ("diffuse", "spreads its attention evenly"),
+    None: ("mixed", "no one pattern above its bar"),
+}
+ROLE_PROBES = {
+    "previous-token": "repeated random tokens",
+    "induction": "repeated random tokens",
+    "duplicate-token": "repeated random tokens",
+}  # the rest: validation jokes
+THUMBNAIL_PIXELS = 2  # each thumbnail cell drawn as 2 x 2 pixels (scaled further by CSS)
+# "Try it": opening words that put a role to work (a link that writes a joke from them).
+TRY_PROMPTS = {
+    "previous-token": "Why did the chicken cross the road?",
+    "induction": "Knock knock. Who's there? Lettuce. Knock knock. Who's",
+    "duplicate-token": "A pun, a pun, a pun walks into a bar",
+}
+
+
+def role_badges(roles: HeadRoles) -> list[list[str]]:
+    """The badge of every head, [L][H] HTML: its role (with a thumbnail of its pattern on the
+    probe that scored it) and a "sink" mark; the scores in its tooltip. Built once a model."""
+    layers, heads = roles.sinks.shape
+    badges = []
+    for layer in range(layers):
+        row = []
+        for head in range(heads):
+            role = roles.roles[layer][head]
+            badge, meaning = ROLE_BADGES[role]
+            scores = ", ".join(f"{kind} {roles.scores[kind][layer, head]:.2f}" for kind in KINDS)
+            probe = ROLE_PROBES.get(role, "validation jokes")
+            sink = roles.sinks[layer, head]
+            tip = (
+                f"{badge}: {meaning}"
+                + (" (scored on " + probe + ")" if role else "")
+                + (". Sink: parks most of its attention on the start token" if sink else "")
+                + f". Scores: {scores}. The picture: its pattern on {probe}."
+            )
+            cells = np.kron(roles.thumbnails[layer, head], np.ones((THUMBNAIL_PIXELS,) * 2))
+            image = png_data_uri(colours(cells))
+            try_it = ""
+            if role in TRY_PROMPTS:
+                prompt = TRY_PROMPTS[role]
+                hint = f"Write a joke from: {prompt} (then click its tokens to see the head work)"
+                try_it = (
+                    f' <a class="pl-try" href="?{urlencode({"prompt": prompt})}" '
+                    f'title="{_attr(hint)}">try it</a>'
+                )
+            row.append(
+                f'<span class="pl-role pl-role-{badge}" title="{_attr(tip)}">'
+                f'<img src="{image}" alt="">{badge}{" · sink" if sink else ""}{try_it}</span>'
+            )
+        badges.append(row)
+    return badges
