@@ -45,6 +45,12 @@ class JokeWriter:
         if self.end_of_joke is None:
             raise CheckpointError(f"{Path(folder) / 'tokenizer.json'} has no {END_OF_JOKE} token")
         self.generator = Generator(self.model, self.end_of_joke)
+        # The page's and the API's defaults: DEFAULTS within this model's vocabulary and context.
+        self.defaults = dataclasses.replace(
+            DEFAULTS,
+            top_k=min(DEFAULTS.top_k, self.config.vocab_size),
+            max_new_tokens=min(DEFAULTS.max_new_tokens, self.config.block_size),
+        )
 
     def warm_up(self) -> None:
         """Compile before the first visitor arrives.

@@ -18,7 +18,7 @@ from serving.api import (
 )
 from serving.explainer import Explainer
 from serving.originality import OriginalityCheck
-from serving.writer import DEFAULTS, JokeWriter
+from serving.writer import JokeWriter
 
 # One model call at a time, in the same queue as the page's jokes (ui/events.py).
 WRITING = {"concurrency_limit": 1, "concurrency_id": "model"}
@@ -26,14 +26,14 @@ WRITING = {"concurrency_limit": 1, "concurrency_id": "model"}
 
 def generate_endpoint(writer: JokeWriter, originality: OriginalityCheck) -> Callable[..., dict]:
     """The /generate API function; its signature and docstring are what clients are shown."""
-    c = writer.config
+    d = writer.defaults
 
     def generate(
         prompt: str = "",
-        temperature: float = DEFAULTS.temperature,
-        top_k: int = min(DEFAULTS.top_k, c.vocab_size),
-        top_p: float = DEFAULTS.top_p,
-        max_new_tokens: int = min(DEFAULTS.max_new_tokens, c.block_size),
+        temperature: float = d.temperature,
+        top_k: int = d.top_k,
+        top_p: float = d.top_p,
+        max_new_tokens: int = d.max_new_tokens,
         seed: int = -1,
         clean: bool = True,
     ) -> dict:
@@ -55,16 +55,14 @@ def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
     """/lens, /knockout, /importance and /branch. Each takes the joke as /generate returned it
     (prompt, settings and its `seed`: they write it again word for word) and a written step."""
     writer = explainer.writer
-    c = writer.config
-    top_k_default = min(DEFAULTS.top_k, c.vocab_size)
-    length_default = min(DEFAULTS.max_new_tokens, c.block_size)
+    d = writer.defaults
 
     def lens(
         prompt: str = "",
-        temperature: float = DEFAULTS.temperature,
-        top_k: int = top_k_default,
-        top_p: float = DEFAULTS.top_p,
-        max_new_tokens: int = length_default,
+        temperature: float = d.temperature,
+        top_k: int = d.top_k,
+        top_p: float = d.top_p,
+        max_new_tokens: int = d.max_new_tokens,
         seed: int = 0,
         clean: bool = True,
         step: int = 0,
@@ -77,10 +75,10 @@ def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
 
     def knockout(
         prompt: str = "",
-        temperature: float = DEFAULTS.temperature,
-        top_k: int = top_k_default,
-        top_p: float = DEFAULTS.top_p,
-        max_new_tokens: int = length_default,
+        temperature: float = d.temperature,
+        top_k: int = d.top_k,
+        top_p: float = d.top_p,
+        max_new_tokens: int = d.max_new_tokens,
         seed: int = 0,
         clean: bool = True,
         step: int = 0,
@@ -96,10 +94,10 @@ def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
 
     def importance(
         prompt: str = "",
-        temperature: float = DEFAULTS.temperature,
-        top_k: int = top_k_default,
-        top_p: float = DEFAULTS.top_p,
-        max_new_tokens: int = length_default,
+        temperature: float = d.temperature,
+        top_k: int = d.top_k,
+        top_p: float = d.top_p,
+        max_new_tokens: int = d.max_new_tokens,
         seed: int = 0,
         clean: bool = True,
         step: int = 0,
@@ -112,10 +110,10 @@ def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
 
     def branch(
         prompt: str = "",
-        temperature: float = DEFAULTS.temperature,
-        top_k: int = top_k_default,
-        top_p: float = DEFAULTS.top_p,
-        max_new_tokens: int = length_default,
+        temperature: float = d.temperature,
+        top_k: int = d.top_k,
+        top_p: float = d.top_p,
+        max_new_tokens: int = d.max_new_tokens,
         seed: int = 0,
         clean: bool = True,
         step: int = 0,

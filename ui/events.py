@@ -9,6 +9,7 @@ service is shown as a message by ui/gradio_internals.py.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from serving.explainer import Explainer, surprisal_bits
 from serving.joke import Joke
 from serving.originality import OriginalityCheck
 from serving.reproduce import read_link, reproduce, share_link
-from serving.writer import DEFAULTS, JokeWriter, no_clean_joke
+from serving.writer import JokeWriter, no_clean_joke
 from ui import analysis_rendering, rendering
 from ui.endpoints import add_endpoints
 from ui.explain_events import ExplainHandlers, connect_explainer
@@ -120,12 +121,7 @@ class Handlers:
         settings and the link box, and the page then asks for the joke (connect). A plain
         visit changes nothing. The values are checked as a joke request is; the card names a
         bad one, and nothing is written."""
-        c = self.writer.config
-        defaults = {
-            "temperature": DEFAULTS.temperature, "top_k": min(DEFAULTS.top_k, c.vocab_size),
-            "top_p": DEFAULTS.top_p, "max_new_tokens": min(DEFAULTS.max_new_tokens, c.block_size),
-            "seed": -1,
-        }  # fmt: skip
+        defaults = dataclasses.asdict(self.writer.defaults) | {"seed": -1}  # seed: a random one
         try:
             linked = read_link(request.query_params)
             if linked is None:

@@ -14,7 +14,7 @@ import gradio as gr
 from serving.explainer import Explainer
 from serving.limits import CLEAN_TRIES, MAX_PROMPT_CHARS, MAX_SEED
 from serving.originality import OriginalityCheck
-from serving.writer import DEFAULTS, JokeWriter
+from serving.writer import JokeWriter
 from ui import events, rendering
 from ui.gradio_internals import Blocks
 from ui.views import ASSETS, how_it_works
@@ -170,20 +170,14 @@ def create_joke_panel() -> JokePanel:
 
 
 def create_settings_panel(writer: JokeWriter) -> SettingsPanel:
-    c = writer.config
+    c, d = writer.config, writer.defaults
     with gr.Group():
-        temperature = gr.Slider(
-            0, 2, DEFAULTS.temperature, step=0.05, label="Temperature", info=HELP["t"]
-        )
-        top_k = gr.Slider(
-            0, c.vocab_size, min(DEFAULTS.top_k, c.vocab_size), step=1, label="Top-k",
-            info=HELP["k"],
-        )  # fmt: skip
-        top_p = gr.Slider(0.05, 1, DEFAULTS.top_p, step=0.05, label="Top-p", info=HELP["p"])
+        temperature = gr.Slider(0, 2, d.temperature, step=0.05, label="Temperature", info=HELP["t"])
+        top_k = gr.Slider(0, c.vocab_size, d.top_k, step=1, label="Top-k", info=HELP["k"])
+        top_p = gr.Slider(0.05, 1, d.top_p, step=0.05, label="Top-p", info=HELP["p"])
         max_new_tokens = gr.Slider(
-            1, c.block_size, min(DEFAULTS.max_new_tokens, c.block_size), step=1,
-            label="Maximum length", info=HELP["n"],
-        )  # fmt: skip
+            1, c.block_size, d.max_new_tokens, step=1, label="Maximum length", info=HELP["n"]
+        )
         with gr.Row():
             seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
             random_seed = gr.Checkbox(True, label="Random seed", info=HELP["seed"])
