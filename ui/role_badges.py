@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from model.roles import KINDS, HeadRoles
+from model.roles import KINDS, REPEAT_KINDS, HeadRoles
 from ui.rendering import _attr, colours, png_data_uri
 
 # Each role's badge and what it means, for the tooltip (model/roles.py scores them).
@@ -20,11 +20,6 @@ ROLE_BADGES = {
     "diffuse": ("diffuse", "spreads its attention evenly"),
     None: ("mixed", "no one pattern above its bar"),
 }
-ROLE_PROBES = {
-    "previous-token": "repeated random tokens",
-    "induction": "repeated random tokens",
-    "duplicate-token": "repeated random tokens",
-}  # the rest: validation jokes
 THUMBNAIL_PIXELS = 2  # each thumbnail cell drawn as 2 x 2 pixels (scaled further by CSS)
 # "Try it": opening words that put a role to work (a link that writes a joke from them).
 TRY_PROMPTS = {
@@ -45,7 +40,7 @@ def role_badges(roles: HeadRoles) -> list[list[str]]:
             role = roles.roles[layer][head]
             badge, meaning = ROLE_BADGES[role]
             scores = ", ".join(f"{kind} {roles.scores[kind][layer, head]:.2f}" for kind in KINDS)
-            probe = ROLE_PROBES.get(role, "validation jokes")
+            probe = "repeated random tokens" if role in REPEAT_KINDS else "validation jokes"
             sink = roles.sinks[layer, head]
             tip = (
                 f"{badge}: {meaning}"
