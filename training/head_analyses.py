@@ -16,25 +16,18 @@ files must be there), and adds both files to the folder, signed in its manifest.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from data.batching import TokenStream
-from data.corpus import model_data
-from data.errors import DataError
 from data.tokenizer import encode_batch, end_of_joke_id
 from model.ablation import mean_head_outputs
-from model.checkpoint import (
-    CheckpointError,
-    load_model,
-    save_head_means,
-    save_head_roles,
-)
+from model.checkpoint import save_head_means, save_head_roles
 from model.gpt import GPT
 from model.roles import HeadRoles, find_roles
+from training.folder_data import read_folder_and_data
 
 MEAN_JOKES = 256  # validation jokes (the first ones) whose head outputs are averaged
 
@@ -57,31 +50,26 @@ def head_analyses(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.head_analyses",
-        description="Compute what the explainer shows about a model folder's attention heads "
-        "(each head's mean output over the first validation jokes, for mean ablation; each "
-        "head's role, from probe texts) and add it to the folder. Needs the training data "
-        "the folder names.",
+    read = read_folder_and_data(
+        "python -m training.head_analyses",
+        "Compute what the explainer shows about a model folder's attention heads (each "
+        "head's mean output over the first validation jokes, for mean ablation; each head's "
+        "role, from probe texts) and add it to the folder. Needs the training data the "
+        "folder names.",
+        argv,
     )
-    parser.add_argument("folder", help="model folder, such as checkpoints/punchline")
-    parser.add_argument("--data", nargs="*", help="data files, if they moved since training")
-    args = parser.parse_args(argv)
-    try:
-        model, tokenizer, metadata = load_model(args.folder)
-        validation = model_data(metadata, args.data).val[:MEAN_JOKES]
-    except (CheckpointError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    if read is None:
         return 1
+    folder, model, tokenizer = read.folder, read.model, read.tokenizer
     end = end_of_joke_id(tokenizer)
-    jokes = [[end, *ids] for ids in encode_batch(tokenizer, validation)]
+    jokes = [[end, *ids] for ids in encode_batch(tokenizer, read.jokes.val[:MEAN_JOKES])]
     means, roles = head_analyses(model, tokenizer, jokes)
-    save_head_means(args.folder, means)
-    save_head_roles(args.folder, roles)
+    save_head_means(folder, means)
+    save_head_roles(folder, roles)
     found = [role for row in roles.roles for role in row if role]
     summary = ", ".join(f"{found.count(r)} {r}" for r in dict.fromkeys(found)) or "no roles"
     print(
-        f"{args.folder}: mean outputs over {len(jokes)} validation jokes and head roles "
+        f"{folder}: mean outputs over {len(jokes)} validation jokes and head roles "
         f"({summary}; {int(roles.sinks.sum())} sinks) written"
     )
     return 0
