@@ -280,8 +280,9 @@ def _raw_while_full(
     url: str, batch: list[Outcome | None], request: dict[str, Any], block_size: int
 ) -> dict[str, Any]:
     """Once the burst has been refused, POST /gradio_api/call/generate by hand (a program
-    without gradio_client), again until refused: a joke ending in between frees one place,
-    which the first such request may take. Returns the last answer and how many got in."""
+    without gradio_client), again until refused: a joke ending in between frees a place,
+    which such a request may take, so up to QUEUE_SIZE of them may get in before the queue is
+    full again. Returns the last answer and how many got in."""
     deadline = time.monotonic() + 30
     while not any(o is not None and o.kind == "busy" for o in batch):
         if time.monotonic() > deadline:
@@ -293,7 +294,7 @@ def _raw_while_full(
         started = time.perf_counter()
         response = httpx.post(f"{url}gradio_api/call/generate", json={"data": data}, timeout=30)
         seconds = time.perf_counter() - started
-        if response.status_code != 200 or accepted == 4:
+        if response.status_code != 200 or accepted == QUEUE_SIZE:
             break
         accepted += 1
     try:
