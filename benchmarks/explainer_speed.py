@@ -7,8 +7,9 @@
 On a model folder (checkpoints/punchline: 4 layers x 4 heads, context 128), after
 JokeWriter.warm_up() and Explainer.warm_up(), as the app runs them (serving/):
 
-- one joke per padded length the analyses compile for (prefill_lengths: 16, 32, 64, 128 on
-  the shipped model), a few tokens shorter, made long by its prompt (at most 16 written):
+- one joke per length the writer's prefill compiles for (prefill_lengths: 16, 32, 64, 128
+  on the shipped model; the analyses pad every joke to the context), a few tokens shorter,
+  made long by its prompt (at most 16 written):
   median and p90 milliseconds of the single-step analyses at its last written token (the
   whole sequence is read): the logit lens, a knockout of 2 heads and the importance map, in
   mean mode where the folder ships mean head outputs (else zero). Goal: the worst length's

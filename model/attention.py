@@ -105,7 +105,9 @@ class MultiHeadAttention(nnx.Module):
             self.query_norm = make_norm(config, config.d_head, rngs=rngs)
             self.key_norm = make_norm(config, config.d_head, rngs=rngs)
 
-    def _heads(self, projection: nnx.Linear, x: jax.Array, positions: jax.Array) -> jax.Array:
+    def _heads(
+        self, projection: nnx.Linear, x: jax.Array, positions: jax.Array | None
+    ) -> jax.Array:
         """Project, then split the width into heads; normalise and rotate queries and keys.
 
         (batch, T, d_model) -> (batch, T, heads, d_head). Every path (forward, prefill,
@@ -127,6 +129,21 @@ class MultiHeadAttention(nnx.Module):
         if self.rope_base is not None:
             heads = apply_rope(heads, positions, self.rope_base)  # only queries and keys rotate
         return heads
+
+    def value_heads(self, x: jax.Array) -> jax.Array:
+        """Each head's values, what it mixes: (batch, T, d_model) -> (batch, T, H, d_head)."""
+        return self._heads(self.value, x, positions=None)  # values ignore positions
+
+    def head_writes(self, heads: jax.Array) -> jax.Array:
+        """What each head adds to the residual stream, one vector per head before they are
+        summed: (batch, T, heads, d_head) -> (batch, T, heads, d_model).
+
+        The output projection is linear, so merge_heads(heads) is the sum of these over the
+        heads plus the output bias (tests/test_flow.py checks it). model/flow.py applies it to
+        values, to see what each earlier token sent through each head.
+        """
+        kernel = self.output.kernel[...].reshape(self.n_head, self.d_head, -1)  # (H, d_head, d)
+        return jnp.einsum("bthd,hdm->bthm", heads, kernel)
 
     def merge_heads(self, heads: jax.Array) -> jax.Array:
         """Concatenate the heads and mix them: (batch, T, heads, d_head) -> (batch, T, d_model)."""

@@ -4,7 +4,7 @@
 attention weights on request). The analyses of the explainer (model/lens.py,
 model/ablation.py) need more: the residual stream between the blocks and each head's own
 output. `trace` runs the same computation as `GPT.__call__`, written out block by block to
-keep them (tests/test_trace.py checks that the two agree), for one text per row at
+keep them (tests/test_inspect.py checks that the two agree), for one text per row at
 positions 0..T-1. Under `jax.jit`, the parts a caller does not use are never computed.
 """
 
@@ -35,9 +35,15 @@ class Trace(NamedTuple):
 
 def trace(model: GPT, tokens: jax.Array, knockout: HeadKnockout | None = None) -> Trace:
     """Run `model` (in evaluation mode) on `tokens` (B, T) and keep every intermediate."""
-    positions = jnp.arange(tokens.shape[1])  # (T,)
+    return trace_inputs(model, model.embed(tokens, jnp.arange(tokens.shape[1])), knockout)
+
+
+def trace_inputs(model: GPT, x: jax.Array, knockout: HeadKnockout | None = None) -> Trace:
+    """The same from the input vectors (B, T, d_model) that `model.embed` makes of tokens at
+    positions 0..T-1: what gradients with respect to the inputs differentiate
+    (model/attribution.py)."""
+    positions = jnp.arange(x.shape[1])  # (T,)
     mask = causal_mask(positions, positions)  # (T, T)
-    x = model.embed(tokens, positions)  # (B, T, d_model)
     residuals, attention, head_outputs, attention_outputs = [x], [], [], []
     for index, block in enumerate(model.blocks):
         layer_knockout = None if knockout is None else knockout.layer(index)

@@ -335,6 +335,7 @@ def test_no_joke_length_compiles_anything_new_after_warm_up(writer, explainer, a
     jitted = [explainer._lens, explainer._effect, explainer._importance]
     jitted += [writer.generator._prefill, writer.generator._step]
     sizes = [f._cache_size() for f in jitted]
+    assert sizes[:3] == [1, 1, 1]  # each analysis is compiled for one length, the context
     lengths = set()
     caplog.set_level(logging.WARNING)
     jax.config.update("jax_log_compiles", True)
