@@ -18,7 +18,7 @@ import time
 import jax
 
 from model.checkpoint import CheckpointError
-from model.host_memory import reuse_freed_memory
+from model.host_memory import release_free_memory, reuse_freed_memory
 from serving.compilation_cache import use_compilation_cache
 from serving.explainer import Explainer
 from serving.originality import OriginalityCheck
@@ -48,6 +48,7 @@ def main() -> int:
     explainer = Explainer(writer)
     writer.warm_up()
     explainer.warm_up()
+    release_free_memory()  # what compiling left freed in the heap
     seconds = time.perf_counter() - started
     print(f"Punchline: model loaded and compiled in {seconds:.1f} s", flush=True)
     address = f"http://{SERVER_NAME}:{SERVER_PORT}/"

@@ -7,7 +7,12 @@ For a written token (its `step`: 0 is the first token the model wrote) it answer
 - `knockout`: the top five before and after switching heads off (model/knockout.py), and
   `rewrite`: the rest of the joke written again with those heads off, same seed;
 - `importance`: the effect of knocking out each single head (model/ablation.py);
-- `branch`: the joke with another token forced at that step, written on with its seed.
+- `branch`: the joke with another token forced at that step, written on with its seed;
+- `flow`: the routes by which information reached it (model/flow.py), with attention
+  rollout beside it, and for a joke with a setup and a punchline, which setup tokens each
+  punchline token drew on;
+- `attribution`: gradient x input of its log-probability for each earlier token, beside the
+  attention paid to it, and integrated gradients on request (model/attribution.py).
 
 The token at position p is predicted by the model's output at position p - 1: every
 analysis of a step reads that position. The compiled functions (jax.jit) take the weights as
@@ -30,8 +35,11 @@ import numpy as np
 from flax import nnx
 
 from data.clean_mode import is_unfit
+from data.tokenizer import token_strings
 from model.ablation import importance_map, knockout_effect
+from model.attribution import gradient_times_input, integrated_gradients
 from model.checkpoint import load_head_means, load_head_roles
+from model.flow import Flow, FlowGraph, attention_rollout, flow_graph, information_flow, token_flow
 from model.generate import CANDIDATES, Generation
 from model.knockout import MEAN, MODES, ZERO, knockout
 from model.lens import lens_log_probs, read_lens
@@ -41,6 +49,7 @@ from serving.joke import Joke, JokeRequest
 from serving.writer import JokeWriter
 
 LENS_TOP = 3  # guesses shown per layer
+FLOW_THRESHOLD = 0.04  # the graph's default: LLM Transparency Tool's
 BITS = 1 / math.log(2)  # natural-log differences times this are differences in bits
 
 
@@ -67,6 +76,49 @@ class LensView:
     layers: list[LayerGuess]
     commitment: int | None  # from this layer on the top guess is the written token
     heatmap: np.ndarray  # (L+1, written): each layer's probability of each written token
+
+
+@dataclass(frozen=True)
+class SetupPunchline:
+    """Which setup tokens the punchline's tokens drew on, by information flow."""
+
+    setup: list[int]  # positions of the setup's tokens (after the start token)
+    punchline: list[int]  # positions of the punchline's tokens (the end-of-joke token aside)
+    total: np.ndarray  # (P, S): the share of each punchline token's predicting stream that
+    #                    came from each setup token, every route through every layer
+    per_layer: np.ndarray  # (L, P, S): what each layer's attention read from the setup directly
+
+
+@dataclass(frozen=True)
+class FlowView:
+    step: int
+    position: int  # the stream the output reads to predict written token `step`
+    threshold: float
+    graph: FlowGraph
+    token_flow: np.ndarray  # (position + 1,): the share of that stream from each token
+    rollout: np.ndarray  # (position + 1,): attention rollout's approximation of the same
+    setup_punchline: SetupPunchline | None  # None: no question and answer, no line break
+
+
+@dataclass(frozen=True)
+class AttributionView:
+    step: int
+    position: int  # the stream that predicts written token `step`
+    gradient_times_input: np.ndarray  # (position + 1,): per token, in nats of log p
+    attention: np.ndarray  # (position + 1,): the attention paid from `position`, mean over
+    #                        every layer and head
+    integrated: np.ndarray | None  # (position + 1,): integrated gradients, when asked for
+    completeness_gap: float | None  # sum of integrated - (log p(real) - log p(embeddings 0))
+    change: float | None  # log p(real) - log p(embeddings 0)
+
+
+def punchline_start(pieces: Sequence[str]) -> int | None:
+    """Where a joke's punchline starts: the first token after its first question mark or line
+    break that has more text after it, or None. pieces: the text of each token."""
+    for index, piece in enumerate(pieces[:-1]):
+        if ("?" in piece or "\n" in piece) and "".join(pieces[index + 1 :]).strip():
+            return index + 1
+    return None
 
 
 @dataclass(frozen=True)
@@ -115,6 +167,20 @@ class Explainer:
         self._effect = jax.jit(lambda w, *args: knockout_effect(model_of(w), *args))
         self._importance = jax.jit(lambda w, *args: importance_map(model_of(w), *args))
 
+        def flow(weights, tokens):
+            model = model_of(weights)
+            return information_flow(model, tokens), trace(model, tokens).attention
+
+        self._flow = jax.jit(flow)
+
+        def gradient(weights, tokens, position, chosen):
+            model = model_of(weights)
+            attention = trace(model, tokens).attention  # (1, L, H, T, T)
+            return gradient_times_input(model, tokens, position, chosen), attention
+
+        self._gradient = jax.jit(gradient)
+        self._integrated = jax.jit(lambda w, *args: integrated_gradients(model_of(w), *args))
+
     @property
     def modes(self) -> tuple[str, ...]:
         """The knockout modes this model offers."""
@@ -151,6 +217,8 @@ class Explainer:
         self.lens(ids, 1, 0)
         self.knockout(ids, 1, 0, [(0, 0)], ZERO)
         self.importance(ids, 1, 0, ZERO)
+        self.flow(ids, 1, 0, FLOW_THRESHOLD)
+        self.attribution(ids, 1, 0, integrated=True)
 
     # Each analysis reads a sequence `token_ids` whose first `prompt_length` tokens are the
     # start token and the prompt; `step` counts the written tokens after them.
@@ -219,6 +287,71 @@ class Explainer:
             self.replacement(mode),
         )
         return np.asarray(grid, np.float64) * BITS
+
+    def flow(
+        self, token_ids: Sequence[int], prompt_length: int, step: int, threshold: float
+    ) -> FlowView:
+        """How information reached written token `step`: the graph of every contribution of
+        at least `threshold` into the stream that predicts it, and the flow per token."""
+        position = prompt_length + step - 1
+        flow, attention = self._flow(self.weights, self._padded(token_ids))
+        length = len(token_ids)
+        flow = Flow(*(np.asarray(part[0], np.float64) for part in flow))  # one row
+        flow = Flow(  # the joke's tokens only: padding comes after them and never matters
+            flow.attention[:, :length, :length],
+            *(part[:, :length] for part in flow[1:]),
+        )
+        shares = token_flow(flow)
+        rollout = attention_rollout(np.asarray(attention[0, :, :, :length, :length], np.float64))
+        return FlowView(
+            step=step,
+            position=position,
+            threshold=threshold,
+            graph=flow_graph(flow, position, threshold),
+            token_flow=shares[position, : position + 1],
+            rollout=rollout[position, : position + 1],
+            setup_punchline=self._setup_punchline(token_ids, flow, shares),
+        )
+
+    def _setup_punchline(
+        self, token_ids: Sequence[int], flow: Flow, shares: np.ndarray
+    ) -> SetupPunchline | None:
+        ids = list(token_ids)
+        if ids[-1] == self.writer.end_of_joke and len(ids) > 1:
+            ids = ids[:-1]  # the end-of-joke token is not part of the punchline
+        start = punchline_start(token_strings(self.writer.tokenizer, ids[1:]))
+        if start is None:
+            return None
+        setup = list(range(1, start + 1))  # after the start token
+        punchline = list(range(start + 1, len(ids)))
+        rows = [p - 1 for p in punchline]  # each is predicted from the stream before it
+        per_layer = flow.attention.sum(axis=-1)[:, rows][:, :, setup]  # (L, P, S)
+        return SetupPunchline(setup, punchline, shares[rows][:, setup], per_layer)
+
+    def attribution(
+        self, token_ids: Sequence[int], prompt_length: int, step: int, integrated: bool = False
+    ) -> AttributionView:
+        """Gradient x input for written token `step` over every earlier token, the attention
+        its predicting stream paid them, and integrated gradients if `integrated`."""
+        position = prompt_length + step - 1
+        chosen = np.int32(token_ids[position + 1])
+        padded = self._padded(token_ids[: position + 1])
+        at = np.int32(position)
+        scores, attention = self._gradient(self.weights, padded, at, chosen)
+        scores = np.asarray(scores, np.float64)
+        paid = np.asarray(attention[0, :, :, position, : position + 1], np.float64)
+        result = None
+        if integrated:
+            result = self._integrated(self.weights, padded, at, chosen)
+        return AttributionView(
+            step=step,
+            position=position,
+            gradient_times_input=scores[: position + 1],
+            attention=paid.mean(axis=(0, 1)),
+            integrated=None if result is None else np.asarray(result.attribution)[: position + 1],
+            completeness_gap=None if result is None else float(result.gap),
+            change=None if result is None else float(result.change),
+        )
 
     # -- writing again: the rest of a joke with heads off, or from another token
 

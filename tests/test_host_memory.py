@@ -72,6 +72,35 @@ def test_a_freed_block_is_reused_by_the_next_thread_without_page_faults():
     assert int(output.split()[-1]) < BLOCK // PAGE // 10
 
 
+RELEASE = f"""
+import ctypes
+from model.host_memory import release_free_memory, reuse_freed_memory
+def resident():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS"))
+reuse_freed_memory()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+before = resident()
+pointer = libc.malloc({BLOCK})
+ctypes.memset(pointer, 1, {BLOCK})
+libc.free(pointer)
+kept = resident()
+release_free_memory()
+print(kept - before, resident() - before)
+"""
+
+
+def test_freed_memory_stays_until_it_is_released_once():
+    root = Path(__file__).resolve().parents[1]
+    output = subprocess.run(
+        [sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True, cwd=root
+    ).stdout
+    kept, released = (int(kib) << 10 for kib in output.split()[-2:])
+    assert kept > BLOCK // 2  # freed, but still the process's: the tuning at work
+    assert released < BLOCK // 10  # given back by release_free_memory
+
+
 # A stand-in for ctypes.CDLL that records every mallopt call before any project import.
 RECORD_MALLOPT = """
 import ctypes, json

@@ -1,0 +1,65 @@
+"""Attribution (model/attribution.py): gradient x input is the derivative it claims to be,
+integrated gradients add up to the change they explain, and the future gets nothing."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from model.attribution import (
+    chosen_log_prob,
+    gradient_times_input,
+    integrated_gradients,
+    token_and_position_parts,
+)
+from tests.test_inspect import VARIANTS, make_model, tokens
+
+POSITION, CHOSEN = 6, 7  # read after token 6, the probability of token id 7
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_parts_of_the_input_add_up_to_the_embedding(variant):
+    model, t = make_model(variant), tokens(10)
+    token_part, position_part = token_and_position_parts(model, t)
+    np.testing.assert_allclose(token_part + position_part, model.embed(t, jnp.arange(10)))
+    if variant != "gpt2":  # RoPE: the position acts inside attention, not on the input
+        assert not np.any(position_part)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_gradient_times_input_is_the_derivative_along_each_embedding(variant):
+    model, t = make_model(variant), tokens(10)
+    attribution = np.asarray(gradient_times_input(model, t, jnp.int32(POSITION), CHOSEN))
+    assert attribution.shape == (10,)
+    assert np.all(attribution[POSITION + 1 :] == 0)  # later tokens cannot matter
+    embeddings, position_part = token_and_position_parts(model, t)
+
+    def f(scale_token: int, epsilon: float) -> float:
+        scaled = embeddings.at[0, scale_token].multiply(1 + epsilon) + position_part
+        return float(chosen_log_prob(model, scaled, jnp.int32(POSITION), CHOSEN)[0])
+
+    for j in range(POSITION + 1):  # central differences: d f(e_j (1 + eps)) / d eps at 0
+        estimate = (f(j, 1e-2) - f(j, -1e-2)) / 2e-2
+        assert attribution[j] == pytest.approx(estimate, rel=0.05, abs=2e-3), j
+
+
+def test_integrated_gradients_add_up_to_the_change_they_explain():
+    model, t = make_model(), tokens(10)
+    integrated = nnx.jit(integrated_gradients, static_argnames="steps")
+    few = integrated(model, t, jnp.int32(POSITION), CHOSEN, steps=2)
+    many = integrated(model, t, jnp.int32(POSITION), CHOSEN, steps=64)
+    for result in (few, many):
+        gap = float(result.attribution.sum() - result.change)
+        assert float(result.gap) == pytest.approx(gap, abs=1e-5)
+        assert np.all(np.asarray(result.attribution)[POSITION + 1 :] == 0)
+    assert abs(float(many.change)) > 0.1  # there is something to explain
+    # Completeness: with enough steps, the attributions add up to the change.
+    assert abs(float(many.gap)) < 0.02 * abs(float(many.change)) + 1e-3
+    assert abs(float(many.gap)) < abs(float(few.gap))
+    # The change is f(real) - f(embeddings 0), computed directly.
+    embeddings, position_part = token_and_position_parts(model, t)
+    real = chosen_log_prob(model, embeddings + position_part, jnp.int32(POSITION), CHOSEN)
+    none = chosen_log_prob(model, position_part, jnp.int32(POSITION), CHOSEN)
+    assert float(many.change) == pytest.approx(float(real[0] - none[0]), abs=1e-5)
