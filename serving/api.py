@@ -1,5 +1,5 @@
 """The JSON the API returns: /generate, and the explainer's /lens, /knockout, /importance,
-/branch and /roles (their fields are listed in the README)."""
+/branch, /roles, /flow and /attribution (their fields are listed in the README)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,21 @@ from tokenizers import Tokenizer
 
 from data.clean_mode import is_unfit
 from data.tokenizer import token_strings
+from model.flow import Node
 from model.knockout import MODES
 from model.roles import KINDS
 from serving.errors import RequestError
-from serving.explainer import Candidate, Explainer, surprisal_bits, written
+from serving.explainer import Candidate, Explainer, FlowView, surprisal_bits, written
 from serving.joke import Joke
 from serving.originality import Originality, OriginalityCheck
-from serving.validation import validate_choice, validate_heads, validate_step, validate_token_id
+from serving.validation import (
+    validate_choice,
+    validate_flag,
+    validate_heads,
+    validate_step,
+    validate_threshold,
+    validate_token_id,
+)
 from serving.writer import JokeWriter, no_clean_joke
 
 
@@ -210,6 +218,78 @@ def branch_json(
     token_id = validate_token_id(token_id, writer.config.vocab_size)
     branch = explainer.branch(joke, step, token_id)
     return {"step": step, "token_id": token_id, **joke_json(writer.tokenizer, branch, None)}
+
+
+def node_json(node: Node) -> dict[str, Any]:
+    return {"kind": node.kind, "layer": node.layer, "token": node.token}
+
+
+def flow_view_json(view: FlowView, tokens: list[str]) -> dict[str, Any]:
+    """A FlowView as JSON; `tokens`: the text of every token of the joke."""
+    graph = view.graph
+    drawn = view.setup_punchline
+    return {
+        "step": view.step,
+        "position": view.position,
+        "threshold": view.threshold,
+        "tokens": tokens,
+        "nodes": [node_json(node) for node in graph.nodes],
+        "edges": [
+            {
+                "source": node_json(edge.source),
+                "target": node_json(edge.target),
+                "weight": round(edge.weight, 4),
+                "heads": [round(h, 4) for h in edge.heads] or None,
+            }
+            for edge in graph.edges
+        ],
+        "token_flow": np.round(view.token_flow, 4).tolist(),
+        "rollout": np.round(view.rollout, 4).tolist(),
+        "setup_punchline": None
+        if drawn is None
+        else {
+            "setup": drawn.setup,
+            "punchline": drawn.punchline,
+            "total": np.round(drawn.total, 4).tolist(),
+            "per_layer": np.round(drawn.per_layer, 4).tolist(),
+        },
+    }
+
+
+def flow_json(
+    writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any, threshold: Any
+) -> dict[str, Any]:
+    """The /flow answer: how information reached written token `step` (model/flow.py)."""
+    joke = trunk_joke(writer, *sent)
+    g = joke.generation
+    step = validate_step(step, len(written(joke)))
+    threshold = validate_threshold(threshold)
+    view = explainer.flow(g.token_ids, g.prompt_length, step, threshold)
+    tokens = token_strings(writer.tokenizer, g.token_ids)
+    return flow_view_json(view, tokens) | {"seed": joke.request.settings.seed}
+
+
+def attribution_json(
+    writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any, integrated: Any
+) -> dict[str, Any]:
+    """The /attribution answer: gradient x input (and integrated gradients) at `step`."""
+    joke = trunk_joke(writer, *sent)
+    g = joke.generation
+    step = validate_step(step, len(written(joke)))
+    integrated = validate_flag("integrated", integrated)
+    view = explainer.attribution(g.token_ids, g.prompt_length, step, integrated)
+    rounded = None if view.integrated is None else np.round(view.integrated, 4).tolist()
+    return {
+        "step": step,
+        "position": view.position,
+        "tokens": token_strings(writer.tokenizer, g.token_ids[: view.position + 1]),
+        "gradient_times_input": np.round(view.gradient_times_input, 4).tolist(),
+        "attention": np.round(view.attention, 4).tolist(),
+        "integrated_gradients": rounded,
+        "completeness_gap": view.completeness_gap,
+        "change": view.change,
+        "seed": joke.request.settings.seed,
+    }
 
 
 def roles_json(explainer: Explainer) -> dict[str, Any]:

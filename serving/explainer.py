@@ -296,13 +296,15 @@ class Explainer:
         position = prompt_length + step - 1
         flow, attention = self._flow(self.weights, self._padded(token_ids))
         length = len(token_ids)
-        flow = Flow(*(np.asarray(part[0], np.float64) for part in flow))  # one row
+        # NumPy before any slicing: slicing a jax.Array compiles a program for each length.
+        flow = Flow(*(np.asarray(part, np.float64)[0] for part in flow))  # one row
         flow = Flow(  # the joke's tokens only: padding comes after them and never matters
             flow.attention[:, :length, :length],
             *(part[:, :length] for part in flow[1:]),
         )
         shares = token_flow(flow)
-        rollout = attention_rollout(np.asarray(attention[0, :, :, :length, :length], np.float64))
+        attention = np.asarray(attention, np.float64)[0, :, :, :length, :length]  # (L, H, T, T)
+        rollout = attention_rollout(attention)
         return FlowView(
             step=step,
             position=position,
@@ -339,7 +341,7 @@ class Explainer:
         at = np.int32(position)
         scores, attention = self._gradient(self.weights, padded, at, chosen)
         scores = np.asarray(scores, np.float64)
-        paid = np.asarray(attention[0, :, :, position, : position + 1], np.float64)
+        paid = np.asarray(attention, np.float64)[0, :, :, position, : position + 1]  # (L, H, T)
         result = None
         if integrated:
             result = self._integrated(self.weights, padded, at, chosen)

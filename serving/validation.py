@@ -83,9 +83,7 @@ def validate_settings(
 
 def validate_clean(clean: Any) -> bool:
     """Clean mode is on or off: only true or false, so that "false" (a string) cannot mean on."""
-    if not isinstance(clean, bool):
-        raise RequestError(f"clean must be true or false; got {_shown(clean)}")
-    return clean
+    return validate_flag("clean", clean)
 
 
 def clean_prompt(prompt: Any) -> tuple[str, list[str]]:
@@ -142,6 +140,19 @@ def validate_heads(heads: Any, n_layer: int, n_head: int) -> list[tuple[int, int
     if len(set(pairs)) < len(pairs):
         raise RequestError(f"heads must name each head once; got {_shown(heads)}")
     return pairs
+
+
+def validate_threshold(threshold: Any) -> float:
+    """The information-flow graph's threshold: the smallest contribution an edge shows."""
+    allowed = "from 0 to 1 (the smallest contribution drawn; 0.04 is a good start)"
+    return float(_checked("threshold", threshold, allowed, lambda v: 0 <= v <= 1))
+
+
+def validate_flag(name: str, value: Any) -> bool:
+    """A yes-or-no setting: true or false."""
+    if not isinstance(value, bool):
+        raise RequestError(f"{name} must be true or false; got {_shown(value)}")
+    return value
 
 
 def validate_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:

@@ -18,7 +18,15 @@ import serving.explainer
 from model.checkpoint import HEAD_MEANS, save_head_means, sign
 from model.generate import SamplingSettings, prefill_lengths
 from model.knockout import MEAN, ZERO
-from serving.api import branch_json, importance_json, knockout_json, lens_json, trunk_joke
+from serving.api import (
+    attribution_json,
+    branch_json,
+    flow_json,
+    importance_json,
+    knockout_json,
+    lens_json,
+    trunk_joke,
+)
 from serving.errors import RequestError
 from serving.explainer import Explainer, surprisal_bits, written
 from serving.validation import validate_choice, validate_heads, validate_step, validate_token_id
@@ -34,6 +42,8 @@ ENDPOINTS = [  # each with valid values for its other parameters
     (knockout_json, {"heads": [], "mode": ZERO}),
     (importance_json, {"mode": ZERO}),
     (branch_json, {"token_id": 5}),
+    (flow_json, {"threshold": 0.04}),
+    (attribution_json, {"integrated": True}),
 ]
 
 
@@ -332,10 +342,11 @@ def test_clean_mode_refuses_a_flagged_joke_and_a_flagged_new_version(ask, monkey
 def test_no_joke_length_compiles_anything_new_after_warm_up(writer, explainer, ask, caplog):
     writer.warm_up()
     explainer.warm_up()
-    jitted = [explainer._lens, explainer._effect, explainer._importance]
+    jitted = [explainer._lens, explainer._effect, explainer._importance, explainer._flow]
+    jitted += [explainer._gradient, explainer._integrated]
     jitted += [writer.generator._prefill, writer.generator._step]
     sizes = [f._cache_size() for f in jitted]
-    assert sizes[:3] == [1, 1, 1]  # each analysis is compiled for one length, the context
+    assert sizes[:6] == [1] * 6  # each analysis is compiled for one length, the context
     lengths = set()
     caplog.set_level(logging.WARNING)
     jax.config.update("jax_log_compiles", True)

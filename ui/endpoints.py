@@ -1,6 +1,7 @@
 """The API: the functions behind /generate and the explainer's /lens, /knockout, /importance,
-/branch and /roles. Their signatures and docstrings are what gradio_client shows; each hands the
-values it got, whatever they are, to serving/api.py, which checks them."""
+/branch, /roles, /flow and /attribution. Their signatures and docstrings are what
+gradio_client shows; each hands the values it got, whatever they are, to serving/api.py,
+which checks them."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from collections.abc import Callable
 import gradio as gr
 
 from serving.api import (
+    attribution_json,
     branch_json,
+    flow_json,
     generate_json,
     importance_json,
     knockout_json,
     lens_json,
     roles_json,
 )
-from serving.explainer import Explainer
+from serving.explainer import FLOW_THRESHOLD, Explainer
 from serving.originality import OriginalityCheck
 from serving.writer import JokeWriter
 
@@ -52,8 +55,9 @@ def generate_endpoint(writer: JokeWriter, originality: OriginalityCheck) -> Call
 
 
 def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
-    """/lens, /knockout, /importance and /branch. Each takes the joke as /generate returned it
-    (prompt, settings and its `seed`: they write it again word for word) and a written step."""
+    """/lens, /knockout, /importance, /branch, /roles, /flow and /attribution. Each but /roles
+    takes the joke as /generate returned it (prompt, settings and its `seed`: they write it
+    again word for word) and a written step."""
     writer = explainer.writer
     d = writer.defaults
 
@@ -130,12 +134,50 @@ def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
         must reach, and each head's pattern on its probe (thumbnails, 0-255, [layer][head])."""
         return roles_json(explainer)
 
+    def flow(
+        prompt: str = "",
+        temperature: float = d.temperature,
+        top_k: int = d.top_k,
+        top_p: float = d.top_p,
+        max_new_tokens: int = d.max_new_tokens,
+        seed: int = 0,
+        clean: bool = True,
+        step: int = 0,
+        threshold: float = FLOW_THRESHOLD,
+    ) -> dict:
+        """How information reached written token `step`: the graph of contributions of at
+        least `threshold` (0 to 1) from earlier tokens through attention (per head) and
+        feed-forward blocks into the stream that predicts it, each token's share of that
+        stream, attention rollout's estimate of the same, and for a joke with a question and
+        answer or a line break, which setup tokens each punchline token drew on."""
+        sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
+        return flow_json(writer, explainer, *sent, step=step, threshold=threshold)
+
+    def attribution(
+        prompt: str = "",
+        temperature: float = d.temperature,
+        top_k: int = d.top_k,
+        top_p: float = d.top_p,
+        max_new_tokens: int = d.max_new_tokens,
+        seed: int = 0,
+        clean: bool = True,
+        step: int = 0,
+        integrated: bool = False,
+    ) -> dict:
+        """Gradient x input of written token `step`'s log-probability for each earlier token,
+        beside the attention paid to it (mean over layers and heads); integrated=True adds
+        integrated gradients and their completeness gap."""
+        sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
+        return attribution_json(writer, explainer, *sent, step=step, integrated=integrated)
+
     return {
         "lens": lens,
         "knockout": knockout,
         "importance": importance,
         "branch": branch,
         "roles": roles,
+        "flow": flow,
+        "attribution": attribution,
     }
 
 
