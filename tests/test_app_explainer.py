@@ -1,6 +1,6 @@
 """The explainer's API on the running app (conftest.py's `app_server` on the tiny model):
-/lens, /knockout, /importance, /branch and /roles, called with gradio_client as the README
-shows."""
+/lens, /knockout, /importance, /branch, /roles, /flow and /attribution, called with
+gradio_client as the README shows."""
 
 from __future__ import annotations
 
@@ -99,10 +99,26 @@ def test_bad_analysis_requests_are_refused_naming_the_parameter(
         call(client, name, joke, **values)
 
 
+def test_flow_and_attribution_answer_for_the_joke_generate_wrote(client, joke):
+    step = len(joke["top_candidates"]) - 1
+    flow = call(client, "flow", joke, step=step, threshold=0.04)
+    position = joke["prompt_length"] + step - 1
+    assert flow["position"] == position and flow["tokens"] == joke["tokens"]
+    assert flow["nodes"][0] == {"kind": "block", "layer": CONFIG["n_layer"] - 1, "token": position}
+    assert sum(flow["token_flow"]) == pytest.approx(1, abs=1e-3)
+    attribution = call(client, "attribution", joke, step=step, integrated=True)
+    assert len(attribution["gradient_times_input"]) == position + 1
+    gap, change = attribution["completeness_gap"], attribution["change"]
+    assert abs(gap) < 0.05 * abs(change) + 0.01
+    with pytest.raises(Exception, match="threshold must be a number from 0 to 1"):
+        call(client, "flow", joke, step=step, threshold=2)
+
+
 def test_the_api_lists_exactly_the_documented_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert sorted(endpoints) == [
-        "/branch", "/generate", "/importance", "/knockout", "/lens", "/roles"
+        "/attribution", "/branch", "/flow", "/generate", "/importance", "/knockout", "/lens",
+        "/roles",
     ]  # fmt: skip
     parameters = [p["parameter_name"] for p in endpoints["/knockout"]["parameters"]]
     assert parameters[-3:] == ["step", "heads", "mode"]

@@ -27,6 +27,7 @@ from serving.writer import JokeWriter, no_clean_joke
 from ui import analysis_rendering, rendering
 from ui.endpoints import add_endpoints
 from ui.explain_events import ExplainHandlers, connect_explainer
+from ui.flow_events import FlowHandlers, connect_flow
 from ui.role_badges import role_badges
 from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads, Version
 from ui.views import describe, matrix_view, token_views, written_pieces
@@ -314,13 +315,15 @@ def connect(demo: gr.Blocks, page: Page, handlers: Handlers) -> None:
     views = page.token_views()
     shown = [*page.version_views(), *views]
     knobs = [page.one_head.layer, page.one_head.head, page.heads_off, explain.mode]
-    gr.on(
+    selecting = []  # the events that select a token: the flow panel follows each
+    told = gr.on(
         [joke.tell.click, joke.prompt.submit],
         handlers.tell_joke,
         inputs=[joke.prompt, *settings.inputs(), *knobs],
         outputs=[*shown, settings.seed, joke.command, joke.client_code, joke.link],
         **PAGE_WRITING,
     )
+    selecting.append(told)
     # A page opened from a joke's link: fill in its settings, then press "Tell me a joke"
     # in the browser, so that the joke is asked for as any other (same queue, same limits).
     demo.load(
@@ -332,20 +335,24 @@ def connect(demo: gr.Blocks, page: Page, handlers: Handlers) -> None:
         api_visibility="private",
     ).success(None, [joke.link], None, js=PRESS_TELL_IF_LINKED)
     for clickable in (inside.tokens, explain.lens):  # token chips and lens-map columns
-        clickable.select(handlers.select_token, [page.joke_state, *knobs], views, **VIEWING)
+        selecting.append(
+            clickable.select(handlers.select_token, [page.joke_state, *knobs], views, **VIEWING)
+        )
     for button, by in ((inside.back, -1), (inside.forward, 1)):
-        button.click(
+        moved = button.click(
             lambda *values, by=by: handlers.move(values[0], values[1], by, *values[2:]),
             [page.joke_state, page.selected, *knobs],
             views,
             **VIEWING,
         )
-    inside.position.release(
+        selecting.append(moved)
+    slid = inside.position.release(
         lambda *values: handlers.move(values[0], values[1], 0, *values[2:]),
         [page.joke_state, inside.position, *knobs],
         views,
         **VIEWING,
     )
+    selecting.append(slid)
     inside.heads.select(
         handlers.select_head,
         [page.joke_state, page.selected],
@@ -359,7 +366,8 @@ def connect(demo: gr.Blocks, page: Page, handlers: Handlers) -> None:
         page.one_head.matrix,
         **VIEWING,
     )
-    connect_explainer(page, ExplainHandlers(handlers))
+    selecting += connect_explainer(page, ExplainHandlers(handlers))
+    connect_flow(page, FlowHandlers(handlers.explainer, page), selecting)
     # Typing a seed means "use this one".
     settings.seed.input(
         lambda: False, None, settings.random_seed, queue=False, api_visibility="private"

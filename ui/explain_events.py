@@ -18,6 +18,8 @@ from ui import analysis_rendering, rendering
 from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads, Version
 
 if TYPE_CHECKING:
+    from gradio.events import Dependency
+
     from ui.events import Handlers
     from ui.layout import Page
 
@@ -108,8 +110,9 @@ class ExplainHandlers:
         return self.base.show_version(versions, current, layer, head, heads_off, mode)
 
 
-def connect_explainer(page: Page, handlers: ExplainHandlers) -> None:
-    """Bind the explainer panels' events."""
+def connect_explainer(page: Page, handlers: ExplainHandlers) -> list[Dependency]:
+    """Bind the explainer panels' events; returns those that select a token (a branch, a
+    version shown)."""
     inside, explain = page.inside, page.explain
     knobs = [page.one_head.layer, page.one_head.head, page.heads_off, explain.mode]
     shown = [*page.version_views(), *page.token_views()]
@@ -132,12 +135,13 @@ def connect_explainer(page: Page, handlers: ExplainHandlers) -> None:
         explain.rewritten,
         **PAGE_WRITING,
     )
-    inside.token_info.select(
+    branched = inside.token_info.select(
         handlers.branch_from_candidate,
         [page.versions, explain.versions, page.selected, *knobs],
         shown,
         **PAGE_WRITING,
     )
-    explain.versions.input(
+    switched = explain.versions.input(
         handlers.switch_version, [page.versions, explain.versions, *knobs], shown, **VIEWING
     )
+    return [branched, switched]

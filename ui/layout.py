@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from serving.explainer import Explainer
+from serving.explainer import FLOW_THRESHOLD, Explainer
 from serving.limits import CLEAN_TRIES, MAX_PROMPT_CHARS, MAX_SEED
 from serving.originality import OriginalityCheck
 from serving.writer import JokeWriter
@@ -108,11 +108,21 @@ class ExplainPanel:
 
 
 @dataclass
+class FlowPanel:
+    threshold: gr.Slider  # the smallest contribution the graph draws
+    graph: gr.HTML  # how information reached the selected token, and each token's share
+    setup_punchline: gr.HTML  # which setup tokens the punchline drew on
+    attribution: gr.HTML  # gradient x input beside the attention paid
+    integrated: gr.Button  # adds integrated gradients
+
+
+@dataclass
 class Page:
     joke: JokePanel
     settings: SettingsPanel
     inside: InsidePanel
     explain: ExplainPanel
+    flow: FlowPanel
     one_head: MatrixPanel
     joke_state: gr.State  # the shown version's Joke (None while one is written)
     selected: gr.State  # the index of the selected token
@@ -260,6 +270,24 @@ def create_explain_panel(explainer: Explainer) -> ExplainPanel:
     )
 
 
+def create_flow_panel() -> FlowPanel:
+    gr.Markdown("### Information flow: how it reached the token")
+    threshold = gr.Slider(
+        0.01, 0.5, FLOW_THRESHOLD, step=0.01, label="Threshold",
+        info="The smallest contribution drawn: lower shows more routes.",
+    )  # fmt: skip
+    graph = gr.HTML(elem_id="flow", apply_default_css=False, js_on_load=script("flow_click.js"))
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            gr.Markdown("### Setup → punchline")
+            setup_punchline = gr.HTML(elem_id="setup-punchline", apply_default_css=False)
+        with gr.Column(scale=1, min_width=300):
+            gr.Markdown("### Attribution: which earlier tokens moved it")
+            attribution = gr.HTML(elem_id="attribution", apply_default_css=False)
+            integrated = gr.Button("Add integrated gradients", size="sm", elem_id="integrated")
+    return FlowPanel(threshold, graph, setup_punchline, attribution, integrated)
+
+
 def create_how_it_works(writer: JokeWriter) -> None:
     with gr.Accordion("How it works", open=False), gr.Row():
         with gr.Column(scale=3, min_width=300):
@@ -288,10 +316,11 @@ def create_demo(
                 settings = create_settings_panel(writer)
         inside = create_inside_panel()
         explain = create_explain_panel(explainer)
+        flow = create_flow_panel()
         one_head = create_matrix_panel(writer)
         create_how_it_works(writer)
         page = Page(
-            joke, settings, inside, explain, one_head,
+            joke, settings, inside, explain, flow, one_head,
             joke_state=gr.State(None), selected=gr.State(None), versions=gr.State([]),
             heads_off=gr.State([]),
         )  # fmt: skip
