@@ -250,3 +250,42 @@ def test_scrub_read_the_lens_knock_out_heads_and_branch(browser: Browser, served
     if UPDATE_SCREENSHOT:
         shutil.copyfile(ARTIFACTS / "explainer.png", ROOT / "assets" / "explainer.png")
     page.close()
+
+
+def test_follow_the_information_flow_attribution_and_setup_punchline(browser: Browser, served):
+    url, _ = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.get_by_label("Clean jokes only").uncheck()
+    page.get_by_label("Seed", exact=True).fill("5")
+    tell_a_joke(page, url="", prompt="Why did the duck cross the road? To")
+    flow = page.locator("#flow")
+    expect(flow.locator("svg.pl-flow-graph")).to_be_visible(timeout=30_000)
+    expect(flow.locator(".pl-caption").first).to_contain_text("whose stream predicts")
+    # A lower threshold draws more lines; a click on one says what it carries.
+    threshold = page.locator("#flow-threshold input[type=number]")
+    threshold.fill("0.3")
+    threshold.blur()  # the slider's number box reports its value when it loses focus
+    expect(flow).to_contain_text("at threshold 30%")
+    few = flow.locator("path.pl-edge").count()
+    threshold.fill("0.01")
+    threshold.blur()
+    expect(flow).to_contain_text("at threshold 1%")
+    edges = flow.locator("path.pl-edge")
+    assert edges.count() > few
+    edges.first.click(force=True)  # thin lines: click where the path is, not its box centre
+    expect(flow.locator(".pl-flow-detail")).to_contain_text("→")
+    expect(flow.locator("table.pl-shares tr")).to_have_count(3)  # tokens, flow, rollout
+    # The joke asks and answers: its punchline's tokens and what they drew on.
+    expect(page.locator("#setup-punchline table.pl-shares")).to_be_visible()
+    expect(page.locator("#setup-punchline .pl-layer-bars li").first).to_contain_text("layer 1")
+    attribution = page.locator("#attribution")
+    expect(attribution).to_contain_text("gradient × input")
+    page.get_by_role("button", name="Add integrated gradients").click()
+    expect(attribution).to_contain_text("completeness gap", timeout=20_000)
+    # A token of the prompt: the panel says to pick a written one.
+    page.locator("#tokens .pl-chip.pl-typed").first.click()
+    expect(flow).to_contain_text("Select a token the model wrote")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "flow.png", full_page=True)
+    page.close()

@@ -14,13 +14,12 @@ import numpy as np
 
 from model.flow import ATTENTION, BLOCK, EMBEDDING, FEED_FORWARD, Node
 from serving.explainer import AttributionView, FlowView, SetupPunchline
-from ui.analysis_rendering import effect_colour
+from ui.analysis_rendering import IMPORTANCE_SCALE_BITS, effect_colour
 from ui.rendering import _attr, _rgb, colours, short
 
 COLUMN, LEVEL, MARGIN, LABELS = 46, 34, 24, 70  # pixels: per token, per depth, edges, labels
 EDGE_WIDTH = 7.0  # pixels of an edge of contribution 1
 EDGE_COLOURS = {ATTENTION: "#ea580c", FEED_FORWARD: "#16a34a", "residual": "#94a3b8"}
-ATTRIBUTION_SCALE = 1.0  # |gradient x input| drawn in the full colour from here on (nats)
 
 ABOUT_FLOW = (
     "How information reached the stream that predicts this token: each line is a "
@@ -37,9 +36,9 @@ ABOUT_ROLLOUT = (
 ABOUT_ATTRIBUTION = (
     "Gradient × input: how much the written token's log-probability would change if each "
     "earlier token's embedding were taken away, to first order (red: that token helped, "
-    "blue: it worked against). Attention only says where heads looked: a head can look hard "
-    "at a token and pass on almost nothing, and what it passes on can be undone later, so "
-    "the two rows can disagree."
+    "blue: it worked against; each row coloured to its own largest value). Attention only "
+    "says where heads looked: a head can look hard at a token and pass on almost nothing, "
+    "and what it passes on can be undone later, so the two rows can disagree."
 )
 
 
@@ -125,8 +124,10 @@ def render_flow(view: FlowView, labels: list[str], n_layer: int) -> str:
     )
     shown = len(graph.edges)
     return (
-        f'<div class="pl-flow"><p class="pl-caption">{html.escape(ABOUT_FLOW)} '
-        f"{shown} edge{'s' * (shown != 1)} at threshold {view.threshold:.0%}.</p>"
+        f'<div class="pl-flow"><p class="pl-caption">Into <b>{html.escape(labels[view.position])}'
+        f"</b> (token {view.position}), whose stream predicts <b>"
+        f"{html.escape(labels[view.position + 1])}</b>: {shown} edge{'s' * (shown != 1)} at "
+        f"threshold {view.threshold:.0%}. {html.escape(ABOUT_FLOW)}</p>"
         f'<div class="pl-flow-scroll">{svg}</div>'
         '<p class="pl-flow-detail" aria-live="polite">Click an orange line for its heads.</p>'
         f"{render_token_shares(view, labels)}</div>"
@@ -162,9 +163,11 @@ def render_attribution(view: AttributionView, labels: list[str]) -> str:
     head = "".join(f"<th>{html.escape(short(labels[j], 8))}</th>" for j in tokens)
 
     def signed_row(name: str, values: np.ndarray) -> str:
-        # Red where the token raised the log-probability (as a knockout that hurts is red).
+        # Red where the token raised the log-probability (as a knockout that hurts is red),
+        # full colour at the row's largest value: gradients and integrals differ in scale.
+        scale = max(float(np.abs(values).max()), 1e-9) / IMPORTANCE_SCALE_BITS
         cells = "".join(
-            f'<td style="background:{effect_colour(-v / ATTRIBUTION_SCALE * 2)}" '
+            f'<td style="background:{effect_colour(-v / scale)}" '
             f'title="{_attr(labels[j])}: {v:+.3f}">{v:+.2f}</td>'
             for j, v in enumerate(values)
         )
@@ -205,8 +208,8 @@ def render_setup_punchline(drawn: SetupPunchline | None, labels: list[str]) -> s
     )
     direct = drawn.per_layer.sum(axis=-1).mean(axis=-1)  # (L,): mean over punchline tokens
     layers = "".join(
-        f'<li><span class="pl-bar" style="width:{100 * share:.0f}%"></span>'
-        f"layer {layer + 1}: {share:.0%}</li>"
+        f'<li style="background:linear-gradient(to right, var(--pl-written-bg) '
+        f'{100 * share:.0f}%, transparent {100 * share:.0f}%)">layer {layer + 1}: {share:.0%}</li>'
         for layer, share in enumerate(direct)
     )
     return (

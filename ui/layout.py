@@ -275,6 +275,7 @@ def create_flow_panel() -> FlowPanel:
     threshold = gr.Slider(
         0.01, 0.5, FLOW_THRESHOLD, step=0.01, label="Threshold",
         info="The smallest contribution drawn: lower shows more routes.",
+        elem_id="flow-threshold",
     )  # fmt: skip
     graph = gr.HTML(elem_id="flow", apply_default_css=False, js_on_load=script("flow_click.js"))
     with gr.Row(equal_height=False):
