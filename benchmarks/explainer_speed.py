@@ -12,9 +12,11 @@ JokeWriter.warm_up() and Explainer.warm_up(), as the app runs them (serving/):
   made long by its prompt (at most 16 written):
   median and p90 milliseconds of the single-step analyses at its last written token (the
   whole sequence is read): the logit lens, a knockout of 2 heads and the importance map, in
-  mean mode where the folder ships mean head outputs (else zero). Goal: the worst length's
-  median at most 100 ms each on 2 cores. Rewrite and branch from written token 0 write the
-  continuation again: reported, not held to that goal;
+  mean mode where the folder ships mean head outputs (else zero), the information flow, and
+  gradient x input without and with integrated gradients. Goal (GOAL_MS): the worst
+  length's median at most 100 ms for the first three, 200 ms for the others, on 2 cores.
+  Rewrite and branch from written token 0 write the continuation again: reported, not held
+  to a goal;
 - JAX compilations during every measured call (jax_log_compiles): after warm-up, none;
 - for a joke that fills the context: the bytes of HTML the page receives when it is
   finished (every view of its last token), against the goal "one joke's full trace sent to
@@ -47,7 +49,7 @@ from model.generate import prefill_lengths
 from model.host_memory import reuse_freed_memory
 from model.knockout import MEAN, ZERO
 from serving import api
-from serving.explainer import Explainer, written
+from serving.explainer import FLOW_THRESHOLD, Explainer, written
 from serving.joke import Joke
 from serving.originality import Originality, OriginalityCheck
 from serving.writer import JokeWriter
@@ -55,9 +57,12 @@ from serving.writer import JokeWriter
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "punchline"
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "explainer_speed.json"
-GOAL_MS = 100.0  # per single-step analysis, on 2 cores
+# Median milliseconds each single-step analysis should answer in, on 2 cores: the lens,
+# knockout and importance map of part 1 of the explainer, then part 2's (at most 200 ms).
+GOAL_MS = {"lens": 100.0, "knockout": 100.0, "importance": 100.0, "flow": 200.0,
+           "attribution": 200.0, "integrated": 200.0}  # fmt: skip
 GOAL_BYTES = 1_000_000  # one joke's full trace sent to the page
-SINGLE_STEP = ("lens", "knockout", "importance")
+SINGLE_STEP = tuple(GOAL_MS)
 WRITING = ("rewrite", "branch")
 HEADS = [(0, 0), (1, 1)]
 SAMPLING = (0.8, 50, 0.95)  # temperature, top_k, top_p: the app's defaults
@@ -129,6 +134,9 @@ def time_analyses(
         "lens": lambda: explainer.lens(ids, prompt_length, last),
         "knockout": lambda: explainer.knockout(ids, prompt_length, last, HEADS, mode),
         "importance": lambda: explainer.importance(ids, prompt_length, last, mode),
+        "flow": lambda: explainer.flow(ids, prompt_length, last, FLOW_THRESHOLD),
+        "attribution": lambda: explainer.attribution(ids, prompt_length, last),
+        "integrated": lambda: explainer.attribution(ids, prompt_length, last, integrated=True),
         "rewrite": lambda: explainer.rewrite(joke, 0, HEADS, mode),
         "branch": lambda: explainer.branch(joke, 0, other),
     }
@@ -155,6 +163,8 @@ def payload_bytes(writer: JokeWriter, explainer: Explainer, mode: str) -> dict[s
             writer, explainer, *sent, step=last, heads=[list(h) for h in HEADS], mode=mode
         ),
         "importance": api.importance_json(writer, explainer, *sent, step=last, mode=mode),
+        "flow": api.flow_json(writer, explainer, *sent, step=last, threshold=FLOW_THRESHOLD),
+        "attribution": api.attribution_json(writer, explainer, *sent, step=last, integrated=True),
         "branch": api.branch_json(
             writer, explainer, *sent, step=0, token_id=other_token(writer, joke)
         ),
@@ -222,7 +232,8 @@ def run(folder: Path, quick: bool) -> dict[str, Any]:
         for name in SINGLE_STEP + WRITING
     }
     results |= {"worst_median_ms": worst, "goal_ms": GOAL_MS}
-    results["within_goal"] = all(worst[name] <= GOAL_MS for name in SINGLE_STEP)
+    results["missed_goal"] = [name for name in SINGLE_STEP if worst[name] > GOAL_MS[name]]
+    results["within_goal"] = not results["missed_goal"]
     return results
 
 
@@ -237,8 +248,8 @@ def table(results: dict[str, Any]) -> str:
         cells = [f"{row[n]['median_ms']:.1f} / {row[n]['p90_ms']:.1f}" for n in names]
         lines.append(f"| {row['tokens']} ({padded}) | " + " | ".join(cells) + " |")
     worst = results["worst_median_ms"]
-    verdict = "met" if results["within_goal"] else "MISSED"
-    single = ", ".join(f"{n} {worst[n]:.1f}" for n in SINGLE_STEP)
+    verdict = "met" if results["within_goal"] else "MISSED by " + ", ".join(results["missed_goal"])
+    single = ", ".join(f"{n} {worst[n]:.1f} (goal {GOAL_MS[n]:.0f})" for n in SINGLE_STEP)
     payload = results["payload"]
     sizes = ", ".join(f"{name} {size / 1000:,.1f} kB" for name, size in payload["bytes"].items())
     page_ok = "met" if payload["page_bytes"] <= GOAL_BYTES else "MISSED"
@@ -246,8 +257,7 @@ def table(results: dict[str, Any]) -> str:
         [
             *lines,
             "",
-            f"worst median of the single-step analyses (ms): {single}; goal <= {GOAL_MS:.0f} ms:"
-            f" {verdict}",
+            f"worst median of the single-step analyses (ms): {single}: {verdict}",
             f"recompilations after warm-up: {results['recompilations']}"
             + (f" ({', '.join(results['recompiled'])})" if results["recompiled"] else ""),
             f"JSON answers for a {payload['joke_tokens']}-token joke: {sizes}"

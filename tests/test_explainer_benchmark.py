@@ -29,6 +29,9 @@ def test_the_benchmark_reports_every_analysis_and_length(model_folder: Path, tmp
                 assert math.isfinite(row[name][figure]) and row[name][figure] > 0, (padded, name)
     assert results["recompilations"] == 0, results["recompiled"]
     payload = results["payload"]
-    assert set(payload["bytes"]) == {"generate", "lens", "knockout", "importance", "branch"}
+    assert set(payload["bytes"]) == {
+        "generate", "lens", "knockout", "importance", "flow", "attribution", "branch"
+    }  # fmt: skip
+    assert results["within_goal"] == (results["missed_goal"] == [])
     assert all(size > 0 for size in payload["bytes"].values())
     assert 0 < payload["generate_attention_bytes"] < payload["bytes"]["generate"]
