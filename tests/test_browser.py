@@ -289,3 +289,29 @@ def test_follow_the_information_flow_attribution_and_setup_punchline(browser: Br
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "flow.png", full_page=True)
     page.close()
+
+
+def test_learner_mode_hides_the_joke_and_asks_for_each_token(browser: Browser, served):
+    url, _ = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.get_by_label("Learner mode: guess the next token").check()
+    expect(page.locator("#learner")).to_contain_text("Ask for a joke")
+    tell_a_joke(page, url="", prompt="Why did the")
+    learner = page.locator("#learner")
+    guesses = learner.locator("button.pl-guess")
+    expect(guesses.first).to_be_visible()
+    assert 2 <= guesses.count() <= 6
+    blur = page.locator("#joke").evaluate("e => getComputedStyle(e).filter")
+    assert blur.startswith("blur")  # the joke cannot be read while guessing
+    guesses.first.click()
+    expect(learner.locator(".pl-verdict")).to_contain_text("the model wrote")
+    expect(learner).to_contain_text("Score: ")
+    expect(learner.locator(".pl-looked li").first).to_contain_text("layer 1")
+    page.get_by_role("button", name="Next token").click()
+    expect(learner.locator("button.pl-guess").first).to_be_visible()
+    expect(learner).to_contain_text("Score: ")
+    page.get_by_label("Learner mode: guess the next token").uncheck()
+    expect(learner.locator("button.pl-guess")).to_have_count(0)
+    assert page.locator("#joke").evaluate("e => getComputedStyle(e).filter") == "none"
+    page.close()

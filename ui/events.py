@@ -28,6 +28,7 @@ from ui import analysis_rendering, rendering
 from ui.endpoints import add_endpoints
 from ui.explain_events import ExplainHandlers, connect_explainer
 from ui.flow_events import FlowHandlers, connect_flow
+from ui.learner_events import LearnerHandlers, connect_learner
 from ui.role_badges import role_badges
 from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads, Version
 from ui.views import describe, matrix_view, token_views, written_pieces
@@ -368,6 +369,7 @@ def connect(demo: gr.Blocks, page: Page, handlers: Handlers) -> None:
     )
     selecting += connect_explainer(page, ExplainHandlers(handlers))
     connect_flow(page, FlowHandlers(handlers.explainer, page), selecting)
+    connect_learner(page, LearnerHandlers(page), told)
     # Typing a seed means "use this one".
     settings.seed.input(
         lambda: False, None, settings.random_seed, queue=False, api_visibility="private"

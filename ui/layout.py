@@ -108,6 +108,14 @@ class ExplainPanel:
 
 
 @dataclass
+class LearnerPanel:
+    mode: gr.Checkbox  # on: the joke is hidden and the visitor guesses it token by token
+    panel: gr.HTML  # the question, then the answer
+    next: gr.Button
+    state: gr.State  # {"step", "right", "asked", "answered"}, or None while off
+
+
+@dataclass
 class FlowPanel:
     threshold: gr.Slider  # the smallest contribution the graph draws
     graph: gr.HTML  # how information reached the selected token, and each token's share
@@ -123,6 +131,7 @@ class Page:
     inside: InsidePanel
     explain: ExplainPanel
     flow: FlowPanel
+    learner: LearnerPanel
     one_head: MatrixPanel
     joke_state: gr.State  # the shown version's Joke (None while one is written)
     selected: gr.State  # the index of the selected token
@@ -193,6 +202,21 @@ def create_settings_panel(writer: JokeWriter) -> SettingsPanel:
             random_seed = gr.Checkbox(True, label="Random seed", info=HELP["seed"])
         clean = gr.Checkbox(True, label="Clean jokes only", info=HELP["clean"])
     return SettingsPanel(temperature, top_k, top_p, max_new_tokens, seed, random_seed, clean)
+
+
+def create_learner_panel() -> LearnerPanel:
+    mode = gr.Checkbox(
+        False,
+        label="Learner mode: guess the next token",
+        info="Hides the joke; you pick the token the model wrote, then see its top five and "
+        "where it looked.",
+        elem_id="learner-mode",
+    )
+    panel = gr.HTML(
+        elem_id="learner", apply_default_css=False, js_on_load=script("branch_click.js")
+    )
+    next_token = gr.Button("Next token", size="sm", elem_id="learner-next")
+    return LearnerPanel(mode, panel, next_token, gr.State(None))
 
 
 def create_inside_panel() -> InsidePanel:
@@ -315,13 +339,14 @@ def create_demo(
                 joke = create_joke_panel()
             with gr.Column(scale=2, min_width=260):
                 settings = create_settings_panel(writer)
+        learner = create_learner_panel()
         inside = create_inside_panel()
         explain = create_explain_panel(explainer)
         flow = create_flow_panel()
         one_head = create_matrix_panel(writer)
         create_how_it_works(writer)
         page = Page(
-            joke, settings, inside, explain, flow, one_head,
+            joke, settings, inside, explain, flow, learner, one_head,
             joke_state=gr.State(None), selected=gr.State(None), versions=gr.State([]),
             heads_off=gr.State([]),
         )  # fmt: skip
