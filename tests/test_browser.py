@@ -315,3 +315,23 @@ def test_learner_mode_hides_the_joke_and_asks_for_each_token(browser: Browser, s
     expect(learner.locator("button.pl-guess")).to_have_count(0)
     assert page.locator("#joke").evaluate("e => getComputedStyle(e).filter") == "none"
     page.close()
+
+
+def test_the_grid_and_the_matrix_save_as_png(browser: Browser, served):
+    url, config = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    tell_a_joke(page, url, "Why did the")
+    for box, name in (
+        ("#heads", "punchline-heads-token-"),
+        ("#matrix", "punchline-matrix-layer-1"),
+    ):
+        with page.expect_download() as event:
+            page.locator(f"{box} button.pl-png").click()
+        download = event.value
+        assert download.suggested_filename.startswith(name)
+        data = Path(download.path()).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 500
+        if box == "#heads":  # as wide as the heads side by side, as tall as the layers
+            width, height = (int.from_bytes(data[16 + 4 * i : 20 + 4 * i], "big") for i in (0, 1))
+            assert width > 200 * config["n_head"] and height > 18 * config["n_layer"]
+    page.close()

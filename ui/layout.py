@@ -248,7 +248,7 @@ def create_inside_panel() -> InsidePanel:
             heads = gr.HTML(
                 elem_id="heads",
                 apply_default_css=False,
-                js_on_load=script("tooltip.js") + script("head_click.js"),
+                js_on_load=script("tooltip.js") + script("head_click.js") + script("png_export.js"),
             )
     return InsidePanel(tokens, back, position, forward, token_info, heads)
 
@@ -259,7 +259,11 @@ def create_matrix_panel(writer: JokeWriter) -> MatrixPanel:
     with gr.Row():
         layer = gr.Radio([(str(i + 1), i) for i in range(c.n_layer)], value=0, label="Layer")
         head = gr.Radio([(str(i + 1), i) for i in range(c.n_head)], value=0, label="Head")
-    matrix = gr.HTML(elem_id="matrix", apply_default_css=False, js_on_load=script("tooltip.js"))
+    matrix = gr.HTML(
+        elem_id="matrix",
+        apply_default_css=False,
+        js_on_load=script("tooltip.js") + script("png_export.js"),
+    )
     return MatrixPanel(layer, head, matrix)
 
 

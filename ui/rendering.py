@@ -234,6 +234,14 @@ def render_read_token(label: str, position: int, kind: str) -> str:
     return f'<div class="pl-info">{head}{body}</div>'
 
 
+def png_button(kind: str, filename: str, title: str = "") -> str:
+    """A "Save as PNG" button: assets/png_export.js draws the picture in the browser."""
+    return (
+        f'<button class="pl-png" type="button" data-png="{kind}" data-name="{_attr(filename)}" '
+        f'data-title="{_attr(title)}">Save as PNG</button>'
+    )
+
+
 def render_heads_grid(
     rows: np.ndarray, labels: list[str], position: int, badges: list[list[str]] | None = None
 ) -> str:
@@ -285,7 +293,13 @@ def render_heads_grid(
     )
     return (
         f'<div class="pl-heads" data-labels="{_labels_attr(labels)}">'
-        f"{caption}{grid}{render_legend()}</div>"
+        f"{caption}{grid}{render_legend()}"
+        + png_button(
+            "grid",
+            f"punchline-heads-token-{position}.png",
+            f"Where {labels[position]} (token {position}) looked, in every layer and head",
+        )
+        + "</div>"
     )
 
 
@@ -313,6 +327,7 @@ def render_matrix(
         rgb[future] = MASKED
         return (
             f'<image class="{kind}" href="{png_data_uri(rgb)}" x="{margin}" y="{margin}" '
+            'style="image-rendering:pixelated" '
             f'width="{size}" height="{size}" preserveAspectRatio="none" data-q0="0" '
             f'data-cols="{n}" data-head="{_attr(name)}" data-w="{_percent_rows(weights)}"/>'
         )
@@ -339,7 +354,7 @@ def render_matrix(
         )
     outline = (
         f'<rect class="pl-mark" x="{margin - 1}" y="{margin + selected * cell - 1}" '
-        f'width="{size + 2}" height="{cell + 2}"/>'
+        f'width="{size + 2}" height="{cell + 2}" fill="none" stroke="#dc2626"/>'
     )
     svg = (
         f'<svg class="pl-matrix" width="{margin + size + 4}" height="{margin + size + 4}" '
@@ -354,7 +369,8 @@ def render_matrix(
         "future, which a causal model cannot see. The outlined row is "
         f"<b>{html.escape(labels[selected])}</b>.</p>"
     )
+    name = f"punchline-matrix-layer-{layer + 1}-head-{head + 1}.png"
     return (
         f'<div class="pl-matrix-box" data-labels="{_labels_attr(labels)}">{caption}'
-        f'<div class="pl-scroll">{svg}</div>{render_legend()}</div>'
+        f'<div class="pl-scroll">{svg}</div>{render_legend()}{png_button("matrix", name)}</div>'
     )
