@@ -1,5 +1,5 @@
 """The JSON the API returns: /generate, and the explainer's /lens, /knockout, /importance,
-/branch, /roles, /flow and /attribution (their fields are listed in the README)."""
+/branch, /roles, /flow, /attribution and /trace (their fields are listed in the README)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from model.knockout import MODES
 from model.roles import KINDS
 from serving.errors import RequestError
 from serving.explainer import Candidate, Explainer, FlowView, surprisal_bits, written
-from serving.joke import Joke
+from serving.joke import Joke, Version
 from serving.originality import Originality, OriginalityCheck
+from serving.trace import trace_json
 from serving.validation import (
     validate_choice,
     validate_flag,
@@ -290,6 +291,12 @@ def attribution_json(
         "change": view.change,
         "seed": joke.request.settings.seed,
     }
+
+
+def joke_trace_json(writer: JokeWriter, explainer: Explainer, *sent: Any) -> dict[str, Any]:
+    """The /trace answer: the trace of the joke (serving/trace.py), as the page saves it."""
+    joke = trunk_joke(writer, *sent)
+    return trace_json([Version(joke, "Original")], explainer)
 
 
 def roles_json(explainer: Explainer) -> dict[str, Any]:

@@ -7,8 +7,12 @@ a Joke adds only what showing it needs: the request that asked for it and displa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from model.generate import Generation, SamplingSettings
+
+if TYPE_CHECKING:
+    from serving.explainer import LensView
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,21 @@ class Joke:
     labels: list[str]  # display text of each token of generation.token_ids
     candidate_labels: list[list[str]]  # display text of each written token's candidates
     written: str  # the model's words
+    # A joke read from a trace (serving/trace.py): the lens of each written token as the trace
+    # holds it. The model is never run for such a joke. None: a joke written here.
+    traced_lens: list[LensView] | None = None
 
     @property
     def text(self) -> str:
         """The joke as shown: the opening words as the model read them, then its own words."""
         return self.request.prompt + self.written
+
+
+@dataclass
+class Version:
+    """One version of a visitor's joke: the original, or a branch of an earlier version."""
+
+    joke: Joke
+    name: str
+    parent: int | None = None  # the version it branched from
+    fork: int | None = None  # the position where it took another token

@@ -13,6 +13,9 @@ import pytest
 from gradio_client import Client
 from tiny_app import CONFIG
 
+from model.config import GPTConfig
+from serving.trace import FORMAT, read_trace
+
 pytestmark = pytest.mark.slow  # one server for the session, started by conftest.py
 
 JOKE = dict(prompt="Why did the", max_new_tokens=12, clean=False)  # the joke analysed
@@ -114,11 +117,21 @@ def test_flow_and_attribution_answer_for_the_joke_generate_wrote(client, joke):
         call(client, "flow", joke, step=step, threshold=2)
 
 
+def test_the_trace_holds_the_joke_and_reads_back(client, joke, model_folder):
+
+    trace = client.predict(api_name="/trace", seed=joke["seed"], **JOKE)
+    assert trace["format"] == FORMAT
+    assert trace["versions"][0]["token_ids"] == joke["token_ids"]
+    config = GPTConfig(**json.loads((model_folder / "config.json").read_text()))
+    versions, _ = read_trace(json.dumps(trace), config)
+    assert versions[0].joke.generation.token_ids == joke["token_ids"]
+
+
 def test_the_api_lists_exactly_the_documented_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert sorted(endpoints) == [
         "/attribution", "/branch", "/flow", "/generate", "/importance", "/knockout", "/lens",
-        "/roles",
+        "/roles", "/trace",
     ]  # fmt: skip
     parameters = [p["parameter_name"] for p in endpoints["/knockout"]["parameters"]]
     assert parameters[-3:] == ["step", "heads", "mode"]

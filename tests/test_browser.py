@@ -335,3 +335,34 @@ def test_the_grid_and_the_matrix_save_as_png(browser: Browser, served):
             width, height = (int.from_bytes(data[16 + 4 * i : 20 + 4 * i], "big") for i in (0, 1))
             assert width > 200 * config["n_head"] and height > 18 * config["n_layer"]
     page.close()
+
+
+def test_save_a_trace_and_replay_it_in_a_fresh_page(browser: Browser, served, tmp_path: Path):
+    url, _ = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    tell_a_joke(page, url, "Why did the")
+    chips = page.locator("#tokens .pl-chip[data-index]").all_inner_texts()
+    page.get_by_text("Get this joke again").click()
+    page.get_by_role("button", name="Save the trace (JSON)").click()
+    with page.expect_download() as event:
+        page.locator("#trace-link a").click()
+    trace = tmp_path / event.value.suggested_filename
+    event.value.save_as(trace)
+    assert json.loads(trace.read_text())["format"] == "punchline-trace-v1"
+    page.close()
+
+    fresh = browser.new_page(viewport={"width": 1280, "height": 900})
+    fresh.goto(url)
+    fresh.get_by_text("Replay a trace").click()
+    fresh.locator(".pl-trace-file input[type=file]").set_input_files(trace)
+    expect(fresh.locator("#trace-text textarea")).to_have_value(re.compile("punchline-trace-v1"))
+    fresh.get_by_role("button", name="Replay", exact=True).click()
+    expect(fresh.locator("#joke")).to_contain_text("Replayed from a trace", timeout=20_000)
+    assert fresh.locator("#tokens .pl-chip[data-index]").all_inner_texts() == chips
+    expect(fresh.locator("#lens table.pl-lens")).to_be_visible()  # from the trace
+    expect(fresh.locator("#knockout")).to_contain_text("holds no knockouts")
+    # A damaged trace is named in the card, and nothing else changes.
+    fresh.locator("#trace-text textarea").fill('{"format": "something else"}')
+    fresh.get_by_role("button", name="Replay", exact=True).click()
+    expect(fresh.locator("#joke")).to_contain_text("format should be 'punchline-trace-v1'")
+    fresh.close()

@@ -1,5 +1,5 @@
 """The API: the functions behind /generate and the explainer's /lens, /knockout, /importance,
-/branch, /roles, /flow and /attribution. Their signatures and docstrings are what
+/branch, /roles, /flow, /attribution and /trace. Their signatures and docstrings are what
 gradio_client shows; each hands the values it got, whatever they are, to serving/api.py,
 which checks them."""
 
@@ -15,6 +15,7 @@ from serving.api import (
     flow_json,
     generate_json,
     importance_json,
+    joke_trace_json,
     knockout_json,
     lens_json,
     roles_json,
@@ -55,8 +56,8 @@ def generate_endpoint(writer: JokeWriter, originality: OriginalityCheck) -> Call
 
 
 def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
-    """/lens, /knockout, /importance, /branch, /roles, /flow and /attribution. Each but /roles
-    takes the joke as /generate returned it (prompt, settings and its `seed`: they write it
+    """/lens, /knockout, /importance, /branch, /roles, /flow, /attribution and /trace. Each but
+    /roles takes the joke as /generate returned it (prompt, settings and its `seed`: they write it
     again word for word) and a written step."""
     writer = explainer.writer
     d = writer.defaults
@@ -170,6 +171,21 @@ def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
         sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
         return attribution_json(writer, explainer, *sent, step=step, integrated=integrated)
 
+    def trace(
+        prompt: str = "",
+        temperature: float = d.temperature,
+        top_k: int = d.top_k,
+        top_p: float = d.top_p,
+        max_new_tokens: int = d.max_new_tokens,
+        seed: int = 0,
+        clean: bool = True,
+    ) -> dict:
+        """The joke's trace, as "Save the trace" saves it (format punchline-trace-v1, see the
+        README): request, tokens, top five, lens of every written token, head roles and
+        attention (uint8). The page replays it without the model."""
+        sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
+        return joke_trace_json(writer, explainer, *sent)
+
     return {
         "lens": lens,
         "knockout": knockout,
@@ -178,6 +194,7 @@ def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
         "roles": roles,
         "flow": flow,
         "attribution": attribution,
+        "trace": trace,
     }
 
 

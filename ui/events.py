@@ -20,7 +20,7 @@ from model.branching import SHIFT_STEPS, attention_shift
 from model.generate import Step
 from serving.errors import RequestError
 from serving.explainer import Explainer, surprisal_bits
-from serving.joke import Joke
+from serving.joke import Joke, Version
 from serving.originality import OriginalityCheck
 from serving.reproduce import read_link, reproduce, share_link
 from serving.writer import JokeWriter, no_clean_joke
@@ -30,7 +30,8 @@ from ui.explain_events import ExplainHandlers, connect_explainer
 from ui.flow_events import FlowHandlers, connect_flow
 from ui.learner_events import LearnerHandlers, connect_learner
 from ui.role_badges import role_badges
-from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads, Version
+from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads
+from ui.trace_events import TraceHandlers, connect_trace, replayed_placeholder
 from ui.views import describe, matrix_view, token_views, written_pieces
 
 if TYPE_CHECKING:
@@ -234,6 +235,15 @@ class Handlers:
                 ),
                 explain.knockout_result: "",
             }
+        written = joke.labels[g.prompt_length :]
+        if joke.traced_lens is not None:  # replayed from a trace: no model run
+            return {
+                explain.lens: analysis_rendering.render_lens(
+                    joke.traced_lens[step], written, g.prompt_length
+                ),
+                explain.knockout_grid: replayed_placeholder("knockouts"),
+                explain.knockout_result: "",
+            }
         label, token_id = joke.labels[index], g.token_ids[index]
         lens = self.explainer.lens(g.token_ids, g.prompt_length, step)
         importance = self.explainer.importance(g.token_ids, g.prompt_length, step, mode)
@@ -242,7 +252,6 @@ class Handlers:
             if heads_off
             else None
         )
-        written = joke.labels[g.prompt_length :]
         return {
             explain.lens: analysis_rendering.render_lens(lens, written, g.prompt_length),
             explain.knockout_grid: analysis_rendering.render_knockout_grid(
@@ -368,7 +377,8 @@ def connect(demo: gr.Blocks, page: Page, handlers: Handlers) -> None:
         **VIEWING,
     )
     selecting += connect_explainer(page, ExplainHandlers(handlers))
-    connect_flow(page, FlowHandlers(handlers.explainer, page), selecting)
+    replayed = connect_trace(page, TraceHandlers(handlers))
+    connect_flow(page, FlowHandlers(handlers.explainer, page), [*selecting, replayed])
     connect_learner(page, LearnerHandlers(page), told)
     # Typing a seed means "use this one".
     settings.seed.input(

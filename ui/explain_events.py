@@ -13,9 +13,10 @@ import gradio as gr
 
 from data.tokenizer import decode
 from model.branching import fork_position
-from serving.joke import Joke
+from serving.joke import Joke, Version
 from ui import analysis_rendering, rendering
-from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads, Version
+from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads
+from ui.trace_events import replayed_placeholder
 
 if TYPE_CHECKING:
     from gradio.events import Dependency
@@ -58,6 +59,8 @@ class ExplainHandlers:
         """The rest of the joke, from the selected written token, with the heads off."""
         if joke is None or index is None or index < joke.generation.prompt_length:
             return rendering.render_placeholder(PICK_WRITTEN.format(what="it rewritten"))
+        if joke.traced_lens is not None:
+            return replayed_placeholder("model to write with")
         if not heads_off:
             return rendering.render_placeholder("Switch heads off in the grid first.")
         step = index - joke.generation.prompt_length
@@ -86,6 +89,8 @@ class ExplainHandlers:
         step = index - joke.generation.prompt_length
         if step < 0 or not 0 <= token_id < self.base.writer.config.vocab_size:
             return {}
+        if joke.traced_lens is not None:  # a replayed trace: branching would run the model
+            return {self.base.page.explain.rewritten: replayed_placeholder("branches")}
         if token_id == joke.generation.token_ids[index]:
             return {}  # the token it wrote: this very version
         new = self.base.explainer.branch(joke, step, token_id)

@@ -11,6 +11,7 @@ from serving.explainer import Explainer
 from serving.joke import Joke
 from ui import flow_rendering, rendering
 from ui.state import PICK_WRITTEN, VIEWING
+from ui.trace_events import replayed_placeholder
 
 if TYPE_CHECKING:
     from gradio.events import Dependency
@@ -30,9 +31,13 @@ class FlowHandlers:
             return {}
         g = joke.generation
         step = index - g.prompt_length
-        if step < 0:
-            placeholder = rendering.render_placeholder(
-                PICK_WRITTEN.format(what="how information reached it")
+        if step < 0 or joke.traced_lens is not None:
+            placeholder = (
+                replayed_placeholder("information flow or attribution")
+                if step >= 0
+                else rendering.render_placeholder(
+                    PICK_WRITTEN.format(what="how information reached it")
+                )
             )
             return {panel.graph: placeholder, panel.setup_punchline: "", panel.attribution: ""}
         flow = self.explainer.flow(g.token_ids, g.prompt_length, step, float(threshold))
@@ -50,6 +55,8 @@ class FlowHandlers:
         """Attribution again, with integrated gradients (a few hundred ms: on request)."""
         if joke is None or index is None or index < joke.generation.prompt_length:
             return rendering.render_placeholder(PICK_WRITTEN.format(what="its attribution"))
+        if joke.traced_lens is not None:
+            return replayed_placeholder("attribution")
         g = joke.generation
         step = index - g.prompt_length
         view = self.explainer.attribution(g.token_ids, g.prompt_length, step, integrated=True)

@@ -14,6 +14,7 @@ import gradio as gr
 from serving.explainer import FLOW_THRESHOLD, Explainer
 from serving.limits import CLEAN_TRIES, MAX_PROMPT_CHARS, MAX_SEED
 from serving.originality import OriginalityCheck
+from serving.trace import MAX_TRACE_BYTES
 from serving.writer import JokeWriter
 from ui import events, rendering
 from ui.gradio_internals import Blocks
@@ -58,6 +59,10 @@ class JokePanel:
     command: gr.Code  # the shell command that writes the same joke again
     client_code: gr.Code  # the same with gradio_client
     link: gr.Textbox  # the page's address with the joke's request: opening it writes the joke
+    save_trace: gr.Button  # makes the trace of the joke and its branches
+    trace_link: gr.HTML  # the link that downloads it
+    trace_text: gr.Textbox  # a trace to replay: pasted, or read from a file in the browser
+    replay: gr.Button
 
 
 @dataclass
@@ -185,7 +190,26 @@ def create_joke_panel() -> JokePanel:
         )
         command = gr.Code(label="Command line", language="shell", interactive=False)
         client_code = gr.Code(label="Python (gradio_client)", language="python", interactive=False)
-    return JokePanel(prompt, tell, card, command, client_code, link)
+        save_trace = gr.Button("Save the trace (JSON)", size="sm", elem_id="save-trace")
+        trace_link = gr.HTML(elem_id="trace-link", apply_default_css=False)
+    with gr.Accordion("Replay a trace", open=False):
+        gr.HTML(
+            '<label class="pl-trace-file">Open a trace file: <input type="file" '
+            'accept=".json,application/json"></label>',
+            apply_default_css=False,
+            js_on_load=script("trace_file.js"),
+        )
+        trace_text = gr.Textbox(
+            label="…or paste one",
+            lines=3,
+            max_lines=6,
+            max_length=MAX_TRACE_BYTES,
+            elem_id="trace-text",
+        )
+        replay = gr.Button("Replay", size="sm", elem_id="replay-trace")
+    return JokePanel(
+        prompt, tell, card, command, client_code, link, save_trace, trace_link, trace_text, replay
+    )
 
 
 def create_settings_panel(writer: JokeWriter) -> SettingsPanel:

@@ -3,9 +3,6 @@ ui/explain_events.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from serving.joke import Joke
 from ui.endpoints import WRITING
 
 # Writing (a joke, a branch, a rewrite) goes one at a time: XLA already spreads a single
@@ -15,16 +12,6 @@ VIEWING = {"concurrency_limit": 4, "concurrency_id": "views", "api_visibility": 
 VIEWING |= {"show_progress": "hidden", "trigger_mode": "always_last"}
 PAGE_WRITING = {**WRITING, "api_visibility": "private", "show_progress": "hidden"}
 PICK_WRITTEN = "Select a token the model wrote (orange) to see {what}."
-
-
-@dataclass
-class Version:
-    """One version of the visitor's joke: the original, or a branch of an earlier version."""
-
-    joke: Joke
-    name: str
-    parent: int | None = None  # the version it branched from
-    fork: int | None = None  # the position where it took another token
 
 
 Heads = list[tuple[int, int]]
