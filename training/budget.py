@@ -120,8 +120,8 @@ def fit_to_budget(run: Run, budget_s: float, started: float) -> int:
     # Processes time themselves differently, and all must run the same number of steps.
     steps = int(multihost_utils.broadcast_one_to_all(np.int32(steps)))
     if run.is_main:
-        record = {"steps": steps, "budget_s": budget_s, "spent_s": round(spent, 3)}
-        record.update({name: round(value, 4) for name, value in asdict(timings).items()})
+        # Unrounded: the steps are recomputed from these exactly (tests/test_training_budget.py).
+        record = {"steps": steps, "budget_s": budget_s, "spent_s": spent, **asdict(timings)}
         (run.folder / BUDGET_FILE).write_text(json.dumps(record, indent=2) + "\n")
         print(
             f"time budget {budget_s:.0f} s: {timings.step_s * 1000:.1f} ms a step, "
