@@ -11,6 +11,9 @@
                        optional
     head_roles.json    each head's role scores on probe texts and its role (model/roles.py);
                        optional
+    snapshots.safetensors  float16 weights at a few steps of a training run, for the app's
+                       attention over training (training/snapshots.py); optional
+    snapshots.json     their steps, their head roles and a note on the run; with the above
     manifest.json      sha256 of each file above, checked before anything is used
 
 Loading checks everything before building the model, so a damaged folder is reported
@@ -24,6 +27,7 @@ import hashlib
 import json
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +54,11 @@ HEAD_MEANS = "head_means.safetensors"
 HEAD_MEANS_KEY = "head_mean_outputs"  # (n_layer, n_head, d_head), float32
 ORIGINALITY_INDEX = "originality_index.npz"
 HEAD_ROLES = "head_roles.json"
+SNAPSHOT_WEIGHTS, SNAPSHOT_INDEX = "snapshots.safetensors", "snapshots.json"
+SNAPSHOTS_FORMAT = "punchline-snapshots-v1"
+SNAPSHOTS_FIX = "python -m training.snapshots RUN FOLDER"  # adds a run's snapshots again
 # Files an older folder may lack; when present they are signed like the required ones.
-OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX, HEAD_ROLES)
+OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX, HEAD_ROLES, SNAPSHOT_WEIGHTS, SNAPSHOT_INDEX)
 HEAD_ANALYSES_FIX = "python -m training.head_analyses"  # recomputes head means and roles
 REQUIRED = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
 STORAGE_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
@@ -59,6 +66,23 @@ STORAGE_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
 
 class CheckpointError(Exception):
     """A model folder that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The weights at one step of a training run, and what their heads did then."""
+
+    step: int
+    fraction: float  # of the run's steps
+    tokens_seen: int
+    weights: dict[str, np.ndarray]  # float16, by parameter name (parameters_to_flat's)
+    roles: HeadRoles
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    note: str  # which run they come from
+    snapshots: list[Snapshot]  # in the order of their steps
 
 
 def _sha256(path: Path) -> str:
@@ -104,6 +128,7 @@ def save_model(
     head_means: np.ndarray | None = None,
     originality_index: dict[str, np.ndarray] | None = None,
     head_roles: HeadRoles | None = None,
+    snapshots: Snapshots | None = None,
 ) -> Path:
     """Write a model folder (see the module docstring); returns its path."""
     folder = Path(folder)
@@ -122,8 +147,72 @@ def save_model(
         np.savez_compressed(folder / ORIGINALITY_INDEX, **originality_index)
     if head_roles is not None:
         _write_head_roles(folder, head_roles)
+    if snapshots is not None:
+        _write_snapshots(folder, snapshots)
     sign(folder)
     return folder
+
+
+def _write_snapshots(folder: Path, snapshots: Snapshots) -> None:
+    tensors = {
+        f"{snapshot.step}/{name}": np.asarray(value, np.float16)
+        for snapshot in snapshots.snapshots
+        for name, value in snapshot.weights.items()
+    }
+    save_file(tensors, folder / SNAPSHOT_WEIGHTS)
+    index = {
+        "format": SNAPSHOTS_FORMAT,
+        "note": snapshots.note,
+        "snapshots": [
+            {"step": s.step, "fraction": s.fraction, "tokens_seen": s.tokens_seen,
+             "roles": s.roles.to_json()}
+            for s in snapshots.snapshots
+        ],
+    }  # fmt: skip
+    (folder / SNAPSHOT_INDEX).write_text(json.dumps(index, separators=(",", ":")))
+
+
+def save_snapshots(folder: str | Path, snapshots: Snapshots) -> None:
+    """Add (or replace) a folder's snapshots, and sign it again."""
+    folder = Path(folder)
+    _write_snapshots(folder, snapshots)
+    sign(folder)
+
+
+def load_snapshots(folder: str | Path, model: GPT) -> Snapshots | None:
+    """The snapshots the folder ships, None if it has none; CheckpointError naming the file
+    and the fix when they cannot be used. Call after load_model (the sha256)."""
+    folder = Path(folder)
+    weights_path, index_path = folder / SNAPSHOT_WEIGHTS, folder / SNAPSHOT_INDEX
+    if not weights_path.is_file() and not index_path.is_file():
+        return None
+    fix = (
+        f"add them again with {SNAPSHOTS_FIX}, or remove both {SNAPSHOT_WEIGHTS} and "
+        f"{SNAPSHOT_INDEX} and sign the folder again"
+    )
+    shapes = {name: value.shape for name, value in parameters_to_flat(model).items()}
+    c = model.config
+    try:
+        index = json.loads(index_path.read_text())
+        if not isinstance(index, dict) or index.get("format") != SNAPSHOTS_FORMAT:
+            raise ValueError(f"not a {SNAPSHOTS_FORMAT} index")
+        tensors = load_file(weights_path)
+        snapshots = []
+        for entry in index["snapshots"]:
+            step = entry["step"]
+            weights = {name: tensors[f"{step}/{name}"] for name in shapes}
+            if any(w.shape != shapes[n] or not np.isfinite(w).all() for n, w in weights.items()):
+                raise ValueError(f"the weights of step {step} do not fit the model")
+            roles = HeadRoles.from_json(entry["roles"], c.n_layer, c.n_head)
+            snapshots.append(
+                Snapshot(int(step), float(entry["fraction"]), int(entry["tokens_seen"]), weights,
+                         roles)
+            )  # fmt: skip
+        if [s.step for s in snapshots] != sorted({s.step for s in snapshots}):
+            raise ValueError("the steps are not distinct and in order")
+        return Snapshots(str(index["note"]), snapshots)
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
+        raise CheckpointError(f"{folder} has unusable snapshots ({error}): {fix}") from None
 
 
 def sign(folder: Path) -> None:

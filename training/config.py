@@ -49,6 +49,11 @@ class TrainConfig:
     init_from: str | None = option(
         None, "fine-tune: start from this model folder and its tokenizer"
     )
+    tokenizer_from: str | None = option(
+        None,
+        "train from scratch with this model folder's tokenizer, so that the run's token ids are "
+        "the folder's (e.g. snapshots of a re-run to ship with that model)",
+    )
     # Model sizes: None takes the preset's value (or the --init-from model's).
     n_layer: int | None = option(None, "transformer blocks")
     n_head: int | None = option(None, "attention heads per block (must divide d_model)")
@@ -146,6 +151,11 @@ class TrainConfig:
         65_536, "validation tokens per evaluation (0: the whole validation split)"
     )
     checkpoint_every: int = option(200, "steps between Orbax training checkpoints")
+    snapshots: str = option(
+        "0.01,0.03,0.1,0.3,0.6,1",
+        "fractions of the steps at which a float16 copy of the weights is kept in RUN/snapshots "
+        "and exported with the model, for the app's attention over training (empty: none)",
+    )
     samples: int = option(3, "jokes printed at each evaluation (seeds 0, 1, ...)")
     export_dtype: str = option(
         "float32", "storage dtype of the exported weights: float32 or bfloat16"

@@ -24,6 +24,7 @@ from training.average import averaged_model_state
 from training.config import SIZE_FLAGS, size_preset
 from training.folder import read_records
 from training.head_analyses import head_analyses, stream_jokes
+from training.snapshots import run_snapshots, with_roles
 
 if TYPE_CHECKING:
     from training.run import Run
@@ -78,6 +79,13 @@ def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
     means, roles = head_analyses(model, tokenizer, stream_jokes(run.corpus.val))
     # The training jokes' hashed n-grams, no text: the originality check without the data.
     index = index_arrays(run.corpus.train_jokes)
+    # The weights along the way (--snapshots), each with its heads' roles then.
+    kept = run_snapshots(run.folder, run.step)
+    snapshots = None
+    if kept:
+        note = f"this model's own run ({config.out}: {run.step} steps)"
+        jokes = stream_jokes(run.corpus.val)
+        snapshots = with_roles(model, kept, run.step, tokens_seen // max(run.step, 1), jokes, note)
     folder = run.folder / "model"
     return save_model(
         model,
@@ -88,6 +96,7 @@ def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
         head_means=means,
         originality_index=index,
         head_roles=roles,
+        snapshots=snapshots,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tokenizers import Tokenizer
 
@@ -22,17 +22,25 @@ class FolderData(NamedTuple):
     folder: str
     model: GPT
     tokenizer: Tokenizer
+    metadata: dict[str, Any]
     jokes: SplitJokes  # the folder's training and validation jokes, read again
+    args: argparse.Namespace  # every argument, a tool's own included
 
 
 def read_folder_and_data(
-    prog: str, description: str, argv: Sequence[str] | None
+    prog: str,
+    description: str,
+    argv: Sequence[str] | None,
+    extra: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> FolderData | None:
-    """Parse `FOLDER [--data FILE ...]` and read the folder and its jokes; None after printing
-    the error when either cannot be used."""
+    """Parse `FOLDER [--data FILE ...]` (and the tool's `extra` arguments: name and
+    add_argument's keywords) and read the folder and its jokes; None after printing the error
+    when either cannot be used."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("folder", help="model folder, such as checkpoints/punchline")
     parser.add_argument("--data", nargs="*", help="data files, if they moved since training")
+    for name, options in extra:
+        parser.add_argument(name, **options)
     args = parser.parse_args(argv)
     try:
         # Loading checks the manifest first: signing the folder again must not bless damage.
@@ -41,4 +49,4 @@ def read_folder_and_data(
     except (CheckpointError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return None
-    return FolderData(args.folder, model, tokenizer, jokes)
+    return FolderData(args.folder, model, tokenizer, metadata, jokes, args)

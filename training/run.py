@@ -35,6 +35,7 @@ from training.distributed import DataParallel, main_process_first, process_rows
 from training.evaluation import validation_figures
 from training.folder import append_record, drop_records_after, prepare_folder
 from training.optimizer import check_settings, make_optimizer
+from training.snapshots import save_snapshot, snapshot_steps
 from training.state import Checkpoints, check_disk_space
 from training.steps import make_eval_step, make_train_step, model_state
 
@@ -47,6 +48,7 @@ class Run:
         self.folder = Path(config.out)
         self.is_main = jax.process_index() == 0
         check_settings(config)
+        snapshot_steps(config.snapshots, max(config.steps, 1))  # a bad --snapshots fails now
         self.budget_s = parse_duration(config.time_budget)  # None: train config.steps
         prepare_folder(self.folder, config, resume)
         if resume and self.budget_s is not None and (chosen := chosen_steps(self.folder)):
@@ -97,6 +99,11 @@ class Run:
                 base_model, tokenizer, self.base_metadata = load_model(self.config.init_from)
             except CheckpointError as error:
                 raise TrainError(f"--init-from: {error}") from None
+        elif self.config.tokenizer_from:
+            try:
+                _, tokenizer, _ = load_model(self.config.tokenizer_from)
+            except CheckpointError as error:
+                raise TrainError(f"--tokenizer-from: {error}") from None
         if resume and (self.folder / "tokenizer.json").is_file():
             tokenizer = load_tokenizer(self.folder / "tokenizer.json")
         return base_model, tokenizer
@@ -202,6 +209,7 @@ class Run:
             config.steps = fit_to_budget(self, self.budget_s, started=time.perf_counter())
             self.start_optimizer(nnx.merge(self.graphdef, self.state)[0])  # its schedule
         tokens_per_step = config.batch_size * self.model_config.block_size
+        snapshots_at = set(snapshot_steps(config.snapshots, config.steps))
         progress = tqdm(
             total=config.steps,
             initial=self.step,
@@ -227,6 +235,8 @@ class Run:
                 self.step += 1
                 progress.update(1)
                 last = self.step == config.steps
+                if self.step in snapshots_at and self.is_main:
+                    save_snapshot(self.folder, self.step, nnx.merge(self.graphdef, self.state)[0])
                 # Three independent schedules: a step may log, evaluate or checkpoint alone.
                 log_now = self.step % config.log_every == 0 or last
                 eval_now = self.step % config.eval_every == 0 or last
