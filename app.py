@@ -22,6 +22,7 @@ from model.host_memory import release_free_memory, reuse_freed_memory
 from serving.compilation_cache import use_compilation_cache
 from serving.explainer import Explainer
 from serving.originality import OriginalityCheck
+from serving.training_replay import TrainingReplay
 from serving.writer import JokeWriter
 from ui.gradio_internals import launch
 from ui.layout import STYLESHEETS, THEME, create_demo
@@ -52,7 +53,8 @@ def main() -> int:
     seconds = time.perf_counter() - started
     print(f"Punchline: model loaded and compiled in {seconds:.1f} s", flush=True)
     address = f"http://{SERVER_NAME}:{SERVER_PORT}/"
-    demo = create_demo(writer, originality, explainer, address=address)
+    replay = TrainingReplay(explainer)  # the folder's training snapshots, if any
+    demo = create_demo(writer, originality, explainer, address=address, replay=replay)
     launch(demo, SERVER_NAME, SERVER_PORT, theme=THEME, css_paths=STYLESHEETS)
     return 0
 

@@ -177,6 +177,11 @@ class Generator:
         self._step = jax.jit(step, donate_argnums=3)
         self.all_heads = no_knockout(self.config)
 
+    def parameter_list(self, model: GPT) -> list[jax.Array]:
+        """The parameters of `model` (shaped like this generator's) as the compiled functions
+        take them."""
+        return jax.tree.leaves(nnx.split(model)[1])
+
     def prefill_length(self, prefix_length: int) -> int:
         """The fixed length a prefix is padded to for the prefill (see `prefill_lengths`)."""
         return next(n for n in prefill_lengths(self.config.block_size) if n >= prefix_length)
@@ -187,6 +192,7 @@ class Generator:
         settings: SamplingSettings,
         knockout: HeadKnockout | None = None,
         forced: Sequence[int] = (),
+        weights: list[jax.Array] | None = None,
     ) -> Iterator[Step]:
         """Yield a Step for the start token, each prompt token, then each new token.
 
@@ -194,6 +200,8 @@ class Generator:
         tokens, imposed instead of drawn (a branch replays a joke up to its fork, then takes
         another token); the tokens after them are drawn with the joke's own noise, so a
         branch of a joke that forces the joke's own tokens writes the joke itself.
+        weights: other parameters of the same shapes to write with (a training snapshot's),
+        as `parameter_list` orders them; None: the model's own. Nothing is compiled again.
         """
         knockout = self.all_heads if knockout is None else knockout
         block = self.config.block_size
@@ -204,7 +212,7 @@ class Generator:
         key = jax.random.key(settings.seed)
         # The parameters as a plain list of arrays: a jit call reads that list 4x faster than
         # the nested nnx.State (about 0.1 ms saved per token).
-        weights = jax.tree.leaves(self.params)
+        weights = jax.tree.leaves(self.params) if weights is None else weights
         # The whole prefix in one call, padded to a fixed length (see GPT.prefill for why the
         # padding changes nothing). NumPy inputs travel with the call: no separate transfer.
         tokens = np.full((1, self.prefill_length(len(prefix))), self.end_of_joke, np.int32)

@@ -1,5 +1,6 @@
 """The JSON the API returns: /generate, and the explainer's /lens, /knockout, /importance,
-/branch, /roles, /flow, /attribution and /trace (their fields are listed in the README)."""
+/branch, /roles, /flow, /attribution, /trace and /snapshots (their fields are listed in the
+README)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from serving.explainer import Candidate, Explainer, FlowView, surprisal_bits, wr
 from serving.joke import Joke, Version
 from serving.originality import Originality, OriginalityCheck
 from serving.trace import trace_json
+from serving.training_replay import TrainingReplay
 from serving.validation import (
     validate_choice,
     validate_flag,
@@ -297,6 +299,48 @@ def joke_trace_json(writer: JokeWriter, explainer: Explainer, *sent: Any) -> dic
     """The /trace answer: the trace of the joke (serving/trace.py), as the page saves it."""
     joke = trunk_joke(writer, *sent)
     return trace_json([Version(joke, "Original")], explainer)
+
+
+def snapshot_json(
+    writer: JokeWriter, replay: TrainingReplay, *sent: Any, snapshot: Any
+) -> dict[str, Any]:
+    """The /snapshots answer: the joke `sent` asks for, written by training snapshot
+    `snapshot`, with its attention, its lens at the last written token and its heads' roles."""
+    job = writer.request(*sent)
+    view = replay.view(job, snapshot)
+    s = view.snapshot
+    answer: dict[str, Any] = {
+        "snapshot": view.index,
+        "step": s.step,
+        "fraction": s.fraction,
+        "tokens_seen": s.tokens_seen,
+        "note": replay.shipped.note,
+        "steps": [other.step for other in replay.shipped.snapshots],
+        "roles": s.roles.roles,
+        "sinks": s.roles.sinks.tolist(),
+        "role_history": {k: [round(v, 4) for v in values]
+                         for k, values in replay.role_history().items()},
+        "flagged": view.joke is None,
+    }  # fmt: skip
+    if view.joke is not None:
+        g = view.joke.generation
+        answer |= {
+            "text": view.joke.text,
+            "token_ids": g.token_ids,
+            "tokens": token_strings(writer.tokenizer, g.token_ids),
+            "prompt_length": g.prompt_length,
+            "attention": round_rows(g.attention).tolist(),
+        }
+    if view.lens is not None:
+        answer["lens"] = [
+            {
+                "layer": guess.layer,
+                "top": candidates_json(writer.tokenizer, guess.top),
+                "chosen_probability": round(guess.chosen_probability, 4),
+            }
+            for guess in view.lens.layers
+        ]
+    return answer
 
 
 def roles_json(explainer: Explainer) -> dict[str, Any]:

@@ -223,10 +223,18 @@ class Explainer:
     # Each analysis reads a sequence `token_ids` whose first `prompt_length` tokens are the
     # start token and the prompt; `step` counts the written tokens after them.
 
-    def lens(self, token_ids: Sequence[int], prompt_length: int, step: int) -> LensView:
-        """The logit lens at written token `step`, and the heatmap over every written one."""
+    def lens(
+        self,
+        token_ids: Sequence[int],
+        prompt_length: int,
+        step: int,
+        weights: list[jax.Array] | None = None,
+    ) -> LensView:
+        """The logit lens at written token `step`, and the heatmap over every written one;
+        with other `weights` of the same shapes (a training snapshot's), theirs."""
         position = prompt_length + step
-        chosen, at_position = self._lens(self.weights, self._padded(token_ids), position - 1)
+        weights = self.weights if weights is None else weights
+        chosen, at_position = self._lens(weights, self._padded(token_ids), position - 1)
         reading = read_lens(np.asarray(at_position), token_ids[position], LENS_TOP)
         layers = [
             LayerGuess(

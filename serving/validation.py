@@ -142,6 +142,12 @@ def validate_heads(heads: Any, n_layer: int, n_head: int) -> list[tuple[int, int
     return pairs
 
 
+def validate_snapshot(snapshot: Any, count: int) -> int:
+    """The index of one of the model folder's `count` training snapshots."""
+    allowed = f"from 0 (the first) to {count - 1} (the last)"
+    return int(_checked("snapshot", snapshot, allowed, lambda v: 0 <= v < count, whole=True))
+
+
 def validate_threshold(threshold: Any) -> float:
     """The information-flow graph's threshold: the smallest contribution an edge shows."""
     allowed = "from 0 to 1 (the smallest contribution drawn; 0.04 is a good start)"

@@ -127,11 +127,15 @@ class JokeWriter:
         return JokeRequest(text, ids, settings, trimmed, capped, notes, clean)
 
     def steps(
-        self, job: JokeRequest, knockout: HeadKnockout | None = None, forced: Sequence[int] = ()
+        self,
+        job: JokeRequest,
+        knockout: HeadKnockout | None = None,
+        forced: Sequence[int] = (),
+        weights: list[Any] | None = None,
     ) -> Iterator[Step]:
-        """The joke's steps as they are written; with heads off or forced first tokens, see
-        Generator.stream."""
-        return self.generator.stream(job.prompt_ids, job.settings, knockout, forced)
+        """The joke's steps as they are written; with heads off, forced first tokens or other
+        weights, see Generator.stream."""
+        return self.generator.stream(job.prompt_ids, job.settings, knockout, forced, weights)
 
     def finish(self, job: JokeRequest, steps: list[Step]) -> Joke:
         """Collect the streamed steps into a Joke (the same numbers Generator.generate gives)."""
@@ -158,9 +162,13 @@ class JokeWriter:
         ]
 
     def write(
-        self, job: JokeRequest, knockout: HeadKnockout | None = None, forced: Sequence[int] = ()
+        self,
+        job: JokeRequest,
+        knockout: HeadKnockout | None = None,
+        forced: Sequence[int] = (),
+        weights: list[Any] | None = None,
     ) -> Joke:
-        return self.finish(job, list(self.steps(job, knockout, forced)))
+        return self.finish(job, list(self.steps(job, knockout, forced, weights)))
 
     def write_checked(
         self, job: JokeRequest, flagged: Callable[[Joke], None] | None = None

@@ -131,7 +131,7 @@ def test_the_api_lists_exactly_the_documented_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert sorted(endpoints) == [
         "/attribution", "/branch", "/flow", "/generate", "/importance", "/knockout", "/lens",
-        "/roles", "/trace",
+        "/roles", "/snapshots", "/trace",
     ]  # fmt: skip
     parameters = [p["parameter_name"] for p in endpoints["/knockout"]["parameters"]]
     assert parameters[-3:] == ["step", "heads", "mode"]

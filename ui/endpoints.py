@@ -1,7 +1,7 @@
 """The API: the functions behind /generate and the explainer's /lens, /knockout, /importance,
-/branch, /roles, /flow, /attribution and /trace. Their signatures and docstrings are what
-gradio_client shows; each hands the values it got, whatever they are, to serving/api.py,
-which checks them."""
+/branch, /roles, /flow, /attribution, /trace and /snapshots. Their signatures and docstrings
+are what gradio_client shows; each hands the values it got, whatever they are, to
+serving/api.py, which checks them."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from serving.api import (
     knockout_json,
     lens_json,
     roles_json,
+    snapshot_json,
 )
 from serving.explainer import FLOW_THRESHOLD, Explainer
 from serving.originality import OriginalityCheck
+from serving.training_replay import TrainingReplay
 from serving.writer import JokeWriter
 
 # One model call at a time, in the same queue as the page's jokes (ui/events.py).
@@ -198,8 +200,38 @@ def explainer_endpoints(explainer: Explainer) -> dict[str, Callable[..., dict]]:
     }
 
 
-def add_endpoints(writer: JokeWriter, originality: OriginalityCheck, explainer: Explainer) -> None:
+def snapshots_endpoint(replay: TrainingReplay) -> Callable[..., dict]:
+    """/snapshots: the joke written again by one of the folder's training snapshots."""
+    writer = replay.explainer.writer
+    d = writer.defaults
+
+    def snapshots(
+        prompt: str = "",
+        temperature: float = d.temperature,
+        top_k: int = d.top_k,
+        top_p: float = d.top_p,
+        max_new_tokens: int = d.max_new_tokens,
+        seed: int = 0,
+        clean: bool = True,
+        snapshot: int = 0,
+    ) -> dict:
+        """The joke these settings and seed write, written by training snapshot `snapshot` (0:
+        the earliest): its step, text, tokens, attention, the lens at its last written token,
+        each head's role then, and every role's best score at each snapshot."""
+        sent = (prompt, temperature, top_k, top_p, max_new_tokens, seed, clean)
+        return snapshot_json(writer, replay, *sent, snapshot=snapshot)
+
+    return snapshots
+
+
+def add_endpoints(
+    writer: JokeWriter,
+    originality: OriginalityCheck,
+    explainer: Explainer,
+    replay: TrainingReplay,
+) -> None:
     """Register every API endpoint on the Blocks being built."""
     gr.api(generate_endpoint(writer, originality), api_name="generate", **WRITING)
     for name, function in explainer_endpoints(explainer).items():
         gr.api(function, api_name=name, **WRITING)
+    gr.api(snapshots_endpoint(replay), api_name="snapshots", **WRITING)

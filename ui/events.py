@@ -23,6 +23,7 @@ from serving.explainer import Explainer, surprisal_bits
 from serving.joke import Joke, Version
 from serving.originality import OriginalityCheck
 from serving.reproduce import read_link, reproduce, share_link
+from serving.training_replay import TrainingReplay
 from serving.writer import JokeWriter, no_clean_joke
 from ui import analysis_rendering, rendering
 from ui.endpoints import add_endpoints
@@ -30,6 +31,7 @@ from ui.explain_events import ExplainHandlers, connect_explainer
 from ui.flow_events import FlowHandlers, connect_flow
 from ui.learner_events import LearnerHandlers, connect_learner
 from ui.role_badges import role_badges
+from ui.snapshot_events import SnapshotHandlers, connect_snapshots
 from ui.state import PAGE_WRITING, PICK_WRITTEN, VIEWING, Heads
 from ui.trace_events import TraceHandlers, connect_trace, replayed_placeholder
 from ui.views import describe, matrix_view, token_views, written_pieces
@@ -48,8 +50,10 @@ class Handlers:
         explainer: Explainer,
         page: Page,
         address: str,
+        replay: TrainingReplay,
     ):
         self.writer, self.originality, self.explainer = writer, originality, explainer
+        self.replay = replay  # the folder's training snapshots, if it ships any
         roles = explainer.head_roles  # the heads' badges, the same for every joke
         self.badges = role_badges(roles) if roles is not None else None
         self.page, self.address = page, address
@@ -380,8 +384,9 @@ def connect(demo: gr.Blocks, page: Page, handlers: Handlers) -> None:
     replayed = connect_trace(page, TraceHandlers(handlers))
     connect_flow(page, FlowHandlers(handlers.explainer, page), [*selecting, replayed])
     connect_learner(page, LearnerHandlers(page), told)
+    connect_snapshots(page, SnapshotHandlers(handlers.replay), told)
     # Typing a seed means "use this one".
     settings.seed.input(
         lambda: False, None, settings.random_seed, queue=False, api_visibility="private"
     )
-    add_endpoints(handlers.writer, handlers.originality, handlers.explainer)
+    add_endpoints(handlers.writer, handlers.originality, handlers.explainer, handlers.replay)

@@ -15,6 +15,7 @@ from serving.explainer import FLOW_THRESHOLD, Explainer
 from serving.limits import CLEAN_TRIES, MAX_PROMPT_CHARS, MAX_SEED
 from serving.originality import OriginalityCheck
 from serving.trace import MAX_TRACE_BYTES
+from serving.training_replay import TrainingReplay
 from serving.writer import JokeWriter
 from ui import events, rendering
 from ui.gradio_internals import Blocks
@@ -121,6 +122,12 @@ class LearnerPanel:
 
 
 @dataclass
+class TrainingPanel:
+    snapshot: gr.Slider  # which training snapshot writes the joke again
+    view: gr.HTML  # its joke, attention, lens, roles and the role plot
+
+
+@dataclass
 class FlowPanel:
     threshold: gr.Slider  # the smallest contribution the graph draws
     graph: gr.HTML  # how information reached the selected token, and each token's share
@@ -137,6 +144,7 @@ class Page:
     explain: ExplainPanel
     flow: FlowPanel
     learner: LearnerPanel
+    training: TrainingPanel
     one_head: MatrixPanel
     joke_state: gr.State  # the shown version's Joke (None while one is written)
     selected: gr.State  # the index of the selected token
@@ -341,6 +349,23 @@ def create_flow_panel() -> FlowPanel:
     return FlowPanel(threshold, graph, setup_punchline, attribution, integrated)
 
 
+def create_training_panel(replay: TrainingReplay) -> TrainingPanel:
+    """Hidden when the model folder ships no training snapshots."""
+    shipped = replay.shipped
+    steps = [] if shipped is None else [s.step for s in shipped.snapshots]
+    with gr.Group(visible=bool(steps)):
+        gr.Markdown("### Attention over training")
+        snapshot = gr.Slider(
+            0, max(len(steps) - 1, 1), max(len(steps) - 1, 0), step=1,
+            label="Training snapshot",
+            info="Steps " + ", ".join(f"{s:,}" for s in steps) + ": drag to replay the joke on "
+            "the weights of that step.",
+            elem_id="snapshot",
+        )  # fmt: skip
+        view = gr.HTML(elem_id="training", apply_default_css=False, js_on_load=script("tooltip.js"))
+    return TrainingPanel(snapshot, view)
+
+
 def create_how_it_works(writer: JokeWriter) -> None:
     with gr.Accordion("How it works", open=False), gr.Row():
         with gr.Column(scale=3, min_width=300):
@@ -355,10 +380,15 @@ def create_how_it_works(writer: JokeWriter) -> None:
 
 
 def create_demo(
-    writer: JokeWriter, originality: OriginalityCheck, explainer: Explainer, address: str
+    writer: JokeWriter,
+    originality: OriginalityCheck,
+    explainer: Explainer,
+    address: str,
+    replay: TrainingReplay | None = None,
 ) -> gr.Blocks:
     """The whole page, its events bound to the service. `address` is the server's own URL, for
     the "get this joke again" code when the browser does not say which address it used."""
+    replay = TrainingReplay(explainer) if replay is None else replay
     # No analytics: the page and the server talk to nobody but each other.
     with Blocks(title="Punchline: a tiny GPT that tells jokes", analytics_enabled=False) as demo:
         create_header()
@@ -372,11 +402,13 @@ def create_demo(
         explain = create_explain_panel(explainer)
         flow = create_flow_panel()
         one_head = create_matrix_panel(writer)
+        training = create_training_panel(replay)
         create_how_it_works(writer)
         page = Page(
-            joke, settings, inside, explain, flow, learner, one_head,
+            joke, settings, inside, explain, flow, learner, training, one_head,
             joke_state=gr.State(None), selected=gr.State(None), versions=gr.State([]),
             heads_off=gr.State([]),
         )  # fmt: skip
-        events.connect(demo, page, events.Handlers(writer, originality, explainer, page, address))
+        handlers = events.Handlers(writer, originality, explainer, page, address, replay)
+        events.connect(demo, page, handlers)
     return demo

@@ -1,0 +1,78 @@
+"""Attention over training: the visitor's request written again by each training snapshot the
+model folder ships (model/checkpoint.py Snapshots), same prompt, settings and seed.
+
+For a snapshot it gives the joke that step's weights write, the logit lens at its last written
+token and the heads' roles then; `role_history` gives each role's best score over the heads at
+every snapshot, the points of the page's small plot. The weights stay float16 in memory and
+become float32 for one request at a time: the compiled writer and lens take them as arguments,
+so no snapshot compiles anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from data.clean_mode import is_unfit
+from model.checkpoint import Snapshot, Snapshots, load_snapshots, model_from_parameters
+from model.roles import KINDS
+from serving.errors import RequestError
+from serving.explainer import Explainer, LensView
+from serving.joke import Joke, JokeRequest
+from serving.validation import validate_snapshot
+
+
+@dataclass(frozen=True)
+class SnapshotView:
+    index: int
+    snapshot: Snapshot
+    joke: Joke | None  # None: clean mode flagged what this snapshot wrote
+    lens: LensView | None  # at the last written token; None when nothing was written
+
+
+class TrainingReplay:
+    def __init__(self, explainer: Explainer):
+        self.explainer = explainer
+        writer = explainer.writer
+        self.shipped: Snapshots | None = load_snapshots(writer.folder, writer.model)
+
+    @property
+    def count(self) -> int:
+        return 0 if self.shipped is None else len(self.shipped.snapshots)
+
+    def snapshot(self, index: Any) -> Snapshot:
+        """Snapshot `index`, or RequestError naming what is wrong."""
+        if self.shipped is None:
+            raise RequestError(
+                "this model folder ships no training snapshots: train with --snapshots, or add a "
+                "run's with python -m training.snapshots"
+            )
+        return self.shipped.snapshots[validate_snapshot(index, self.count)]
+
+    def view(self, job: JokeRequest, index: Any) -> SnapshotView:
+        """`job` written by snapshot `index`, its lens at the last written token."""
+        snapshot = self.snapshot(index)
+        index = validate_snapshot(index, self.count)
+        writer = self.explainer.writer
+        as_float = {name: np.asarray(w, np.float32) for name, w in snapshot.weights.items()}
+        weights = writer.generator.parameter_list(model_from_parameters(writer.model, as_float))
+        joke = writer.write(job, weights=weights)
+        if job.clean and is_unfit([joke.text])[0]:
+            return SnapshotView(index, snapshot, None, None)
+        g = joke.generation
+        written = len(g.token_ids) - g.prompt_length
+        lens = None
+        if written:
+            lens = self.explainer.lens(g.token_ids, g.prompt_length, written - 1, weights)
+        return SnapshotView(index, snapshot, joke, lens)
+
+    def role_history(self) -> dict[str, list[float]]:
+        """Each role kind's best score over the heads, at every snapshot in order."""
+        if self.shipped is None:
+            return {}
+        return {
+            kind: [float(s.roles.scores[kind].max()) for s in self.shipped.snapshots]
+            for kind in KINDS
+        }
