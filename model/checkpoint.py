@@ -11,8 +11,9 @@
                        optional
     head_roles.json    each head's role scores on probe texts and its role (model/roles.py);
                        optional
-    snapshots.safetensors  float16 weights at a few steps of a training run, for the app's
-                       attention over training (training/snapshots.py); optional
+    snapshots.safetensors  the weights at a few steps of a training run (int8 matrices with a
+                       scale per column, float16 vectors), for the app's attention over
+                       training (training/snapshots.py); optional
     snapshots.json     their steps, their head roles and a note on the run; with the above
     manifest.json      sha256 of each file above, checked before anything is used
 
@@ -56,7 +57,8 @@ ORIGINALITY_INDEX = "originality_index.npz"
 HEAD_ROLES = "head_roles.json"
 SNAPSHOT_WEIGHTS, SNAPSHOT_INDEX = "snapshots.safetensors", "snapshots.json"
 SNAPSHOTS_FORMAT = "punchline-snapshots-v1"
-SNAPSHOTS_FIX = "python -m training.snapshots RUN FOLDER"  # adds a run's snapshots again
+SNAPSHOTS_FIX = "python -m training.snapshots FOLDER --run RUN"  # adds a run's snapshots again
+SCALE = "@scale"  # a snapshot matrix's scales are stored under its name and this suffix
 # Files an older folder may lack; when present they are signed like the required ones.
 OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX, HEAD_ROLES, SNAPSHOT_WEIGHTS, SNAPSHOT_INDEX)
 HEAD_ANALYSES_FIX = "python -m training.head_analyses"  # recomputes head means and roles
@@ -68,6 +70,25 @@ class CheckpointError(Exception):
     """A model folder that cannot be used; the message names the file and the fix."""
 
 
+INT8_LEVELS = 127  # a snapshot's matrix entry is round(w / scale), scale = column max / 127
+
+
+def quantize(weights: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Compact weights for a snapshot: each matrix as int8 with one float32 scale per column
+    (its largest magnitude / 127), the vectors (biases, norms) as float16. About a quarter of
+    float32's bytes; a matrix entry moves by at most half its column's scale."""
+    tensors, scales = {}, {}
+    for name, value in weights.items():
+        value = np.asarray(value, np.float32)
+        if value.ndim == 2:
+            scale = np.maximum(np.abs(value).max(axis=0), 1e-12) / INT8_LEVELS  # (columns,)
+            tensors[name] = np.rint(value / scale).astype(np.int8)
+            scales[name] = scale.astype(np.float32)
+        else:
+            tensors[name] = value.astype(np.float16)
+    return tensors, scales
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The weights at one step of a training run, and what their heads did then."""
@@ -75,8 +96,17 @@ class Snapshot:
     step: int
     fraction: float  # of the run's steps
     tokens_seen: int
-    weights: dict[str, np.ndarray]  # float16, by parameter name (parameters_to_flat's)
-    roles: HeadRoles
+    tensors: dict[str, np.ndarray]  # by parameter name, as `quantize` stores them
+    scales: dict[str, np.ndarray]  # float32, one per column of each int8 matrix
+    roles: HeadRoles  # found on `weights()`
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The weights as float32, by parameter name (parameters_to_flat's)."""
+        return {
+            name: value.astype(np.float32) * self.scales[name] if name in self.scales
+            else value.astype(np.float32)
+            for name, value in self.tensors.items()
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -154,11 +184,10 @@ def save_model(
 
 
 def _write_snapshots(folder: Path, snapshots: Snapshots) -> None:
-    tensors = {
-        f"{snapshot.step}/{name}": np.asarray(value, np.float16)
-        for snapshot in snapshots.snapshots
-        for name, value in snapshot.weights.items()
-    }
+    tensors = {}
+    for snapshot in snapshots.snapshots:
+        tensors |= {f"{snapshot.step}/{name}": v for name, v in snapshot.tensors.items()}
+        tensors |= {f"{snapshot.step}/{name}{SCALE}": v for name, v in snapshot.scales.items()}
     save_file(tensors, folder / SNAPSHOT_WEIGHTS)
     index = {
         "format": SNAPSHOTS_FORMAT,
@@ -200,13 +229,23 @@ def load_snapshots(folder: str | Path, model: GPT) -> Snapshots | None:
         snapshots = []
         for entry in index["snapshots"]:
             step = entry["step"]
-            weights = {name: tensors[f"{step}/{name}"] for name in shapes}
-            if any(w.shape != shapes[n] or not np.isfinite(w).all() for n, w in weights.items()):
+            stored = {name: tensors[f"{step}/{name}"] for name in shapes}
+            scales = {name: tensors[f"{step}/{name}{SCALE}"] for name, shape in shapes.items()
+                      if len(shape) == 2}  # fmt: skip
+            fits = all(
+                value.shape == shapes[name]
+                and value.dtype == (np.int8 if name in scales else np.float16)
+                and (name not in scales or scales[name].shape == shapes[name][-1:])
+                for name, value in stored.items()
+            )
+            if not fits or not all(
+                np.isfinite(v).all() for v in (*stored.values(), *scales.values())
+            ):
                 raise ValueError(f"the weights of step {step} do not fit the model")
             roles = HeadRoles.from_json(entry["roles"], c.n_layer, c.n_head)
             snapshots.append(
-                Snapshot(int(step), float(entry["fraction"]), int(entry["tokens_seen"]), weights,
-                         roles)
+                Snapshot(int(step), float(entry["fraction"]), int(entry["tokens_seen"]), stored,
+                         scales, roles)
             )  # fmt: skip
         if [s.step for s in snapshots] != sorted({s.step for s in snapshots}):
             raise ValueError("the steps are not distinct and in order")

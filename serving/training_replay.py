@@ -3,17 +3,15 @@ model folder ships (model/checkpoint.py Snapshots), same prompt, settings and se
 
 For a snapshot it gives the joke that step's weights write, the logit lens at its last written
 token and the heads' roles then; `role_history` gives each role's best score over the heads at
-every snapshot, the points of the page's small plot. The weights stay float16 in memory and
-become float32 for one request at a time: the compiled writer and lens take them as arguments,
-so no snapshot compiles anything.
+every snapshot, the points of the page's small plot. The weights stay compact in memory
+(int8) and become float32 for one request at a time: the compiled writer and lens take them
+as arguments, so no snapshot compiles anything.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from data.clean_mode import is_unfit
 from model.checkpoint import Snapshot, Snapshots, load_snapshots, model_from_parameters
@@ -56,8 +54,8 @@ class TrainingReplay:
         snapshot = self.snapshot(index)
         index = validate_snapshot(index, self.count)
         writer = self.explainer.writer
-        as_float = {name: np.asarray(w, np.float32) for name, w in snapshot.weights.items()}
-        weights = writer.generator.parameter_list(model_from_parameters(writer.model, as_float))
+        at_step = model_from_parameters(writer.model, snapshot.weights())
+        weights = writer.generator.parameter_list(at_step)
         joke = writer.write(job, weights=weights)
         if job.clean and is_unfit([joke.text])[0]:
             return SnapshotView(index, snapshot, None, None)

@@ -366,3 +366,23 @@ def test_save_a_trace_and_replay_it_in_a_fresh_page(browser: Browser, served, tm
     fresh.get_by_role("button", name="Replay", exact=True).click()
     expect(fresh.locator("#joke")).to_contain_text("format should be 'punchline-trace-v1'")
     fresh.close()
+
+
+def test_attention_over_training_replays_the_joke_on_each_snapshot(browser: Browser, served):
+    url, _ = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.get_by_label("Clean jokes only").uncheck()
+    tell_a_joke(page, url="", prompt="Why did the")
+    training = page.locator("#training")
+    expect(training.locator(".pl-caption").first).to_contain_text("Step ", timeout=30_000)
+    last = training.locator(".pl-caption b").first.inner_text()
+    expect(training.locator("svg.pl-role-plot polyline").first).to_be_attached()
+    expect(training.locator(".pl-heads .pl-panel").first).to_be_visible()
+    expect(training.locator("table.pl-lens")).to_be_visible()
+    number = page.locator("#snapshot input[type=number]")
+    number.fill("0")
+    number.blur()
+    expect(training.locator(".pl-caption b").first).not_to_have_text(last, timeout=30_000)
+    expect(training.locator(".pl-caption b").first).to_have_text("Step 3")
+    page.close()

@@ -4,18 +4,24 @@ panel and the /snapshots answer show it; a folder without snapshots says how to 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 from model.checkpoint import (
+    SNAPSHOT_INDEX,
+    SNAPSHOT_WEIGHTS,
     Snapshot,
     Snapshots,
     model_from_parameters,
     parameters_to_flat,
+    quantize,
     save_snapshots,
+    sign,
 )
 from model.generate import Generator
 from model.roles import find_roles
@@ -38,12 +44,11 @@ def folder(model_folder, writer, tmp_path_factory):
     jokes = [[writer.end_of_joke, *writer.request(*SENT).prompt_ids]] * 2
     snapshots = []
     for i, scale in enumerate(SCALES):
-        scaled = {k: (v * scale).astype(np.float16) for k, v in weights.items()}
-        model = model_from_parameters(
-            writer.model, {k: v.astype(np.float32) for k, v in scaled.items()}
-        )
+        tensors, scales = quantize({k: v * scale for k, v in weights.items()})
+        shipped = Snapshot(10 * (i + 1), (i + 1) / 3, 100 * (i + 1), tensors, scales, None)
+        model = model_from_parameters(writer.model, shipped.weights())
         roles = find_roles(model, jokes, writer.end_of_joke)
-        snapshots.append(Snapshot(10 * (i + 1), (i + 1) / 3, 100 * (i + 1), scaled, roles))
+        snapshots.append(dataclasses.replace(shipped, roles=roles))
     save_snapshots(copy, Snapshots("a made-up run", snapshots))
     return copy
 
@@ -63,8 +68,8 @@ def test_each_snapshot_writes_the_request_with_its_own_weights(replay):
     texts = []
     for index, snapshot in enumerate(replay.shipped.snapshots):
         view = replay.view(job, index)
-        as_float = {k: v.astype(np.float32) for k, v in snapshot.weights.items()}
-        alone = Generator(model_from_parameters(writer.model, as_float), writer.end_of_joke)
+        at_step = model_from_parameters(writer.model, snapshot.weights())
+        alone = Generator(at_step, writer.end_of_joke)
         expected = alone.generate(job.prompt_ids, job.settings)
         assert view.joke.generation.token_ids == expected.token_ids  # its weights, not the model's
         np.testing.assert_allclose(view.joke.generation.attention, expected.attention, atol=1e-5)
@@ -88,12 +93,16 @@ def test_the_model_itself_through_the_weights_argument_writes_its_own_joke(write
     )
 
 
-def test_a_bad_snapshot_or_none_shipped_is_refused_with_the_fix(replay, writer):
+def test_a_bad_snapshot_or_none_shipped_is_refused_with_the_fix(replay, writer, tmp_path):
     job = writer.request(*SENT)
     for bad in (-1, 3, 1.5, "1", None):
         with pytest.raises(RequestError, match=r"snapshot must be a whole number from 0 \(the"):
             replay.view(job, bad)
-    bare = TrainingReplay(Explainer(writer))
+    bare_folder = Path(shutil.copytree(writer.folder, tmp_path / "bare"))
+    for name in (SNAPSHOT_WEIGHTS, SNAPSHOT_INDEX):
+        (bare_folder / name).unlink()
+    sign(bare_folder)
+    bare = TrainingReplay(Explainer(JokeWriter(bare_folder)))
     assert bare.count == 0 and bare.role_history() == {}
     with pytest.raises(RequestError, match=r"python -m training\.snapshots"):
         bare.view(job, 0)

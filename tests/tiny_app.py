@@ -7,6 +7,7 @@ conftest.py; test modules import the constants and the fake classifier from here
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import random
 import shutil
@@ -18,7 +19,14 @@ from flax import nnx
 
 from data.tokenizer import encode_batch, end_of_joke_id, train_tokenizer
 from model.ablation import mean_head_outputs
-from model.checkpoint import save_model
+from model.checkpoint import (
+    Snapshot,
+    Snapshots,
+    model_from_parameters,
+    parameters_to_flat,
+    quantize,
+    save_model,
+)
 from model.config import GPTConfig
 from model.gpt import GPT
 from model.roles import find_roles
@@ -46,7 +54,8 @@ def build_model_folder() -> Path:
     """A complete model folder with random weights, in a temporary folder removed at exit.
 
     Its metadata records the made-up jokes (written next to it) as the training data, and it
-    ships mean head outputs (for mean ablation) and head roles, as an exported folder does.
+    ships mean head outputs (for mean ablation), head roles and training snapshots, as an
+    exported folder does.
     """
     tokenizer = train_tokenizer(joke_like_lines(), vocab_size=VOCAB_SIZE)
     config = GPTConfig(vocab_size=tokenizer.get_vocab_size(), **CONFIG)
@@ -61,9 +70,19 @@ def build_model_folder() -> Path:
     some = [[end, *ids] for ids in encode_batch(tokenizer, joke_like_lines()[:32])]
     means = mean_head_outputs(model, some, pad_id=end)
     roles = find_roles(model, some, start_token=end)  # and the head roles it ships
+    # Two made-up training snapshots (the weights shrunk towards 0, then as they are), for
+    # attention over training.
+    weights = {name: np.asarray(value) for name, value in parameters_to_flat(model).items()}
+    snapshots = []
+    for step, scale in ((3, 0.3), (10, 1.0)):
+        tensors, scales = quantize({name: value * scale for name, value in weights.items()})
+        shipped = Snapshot(step, step / 10, step * 1024, tensors, scales, roles)
+        found = find_roles(model_from_parameters(model, shipped.weights()), some, end)
+        snapshots.append(dataclasses.replace(shipped, roles=found))
     return save_model(
-        model, tokenizer, folder, metadata=metadata, head_means=means, head_roles=roles
-    )
+        model, tokenizer, folder, metadata=metadata, head_means=means, head_roles=roles,
+        snapshots=Snapshots("made-up snapshots of the test model", snapshots),
+    )  # fmt: skip
 
 
 class FakeClassifier:

@@ -1,9 +1,10 @@
-"""Snapshots: float16 copies of the weights at a few points of a run, for the app's
+"""Snapshots: copies of the weights at a few points of a run, for the app's
 "attention over training" (the same prompt and seed replayed on each, to see heads form).
 
-During training, `save_snapshot` writes RUN/snapshots/step-NNNNNN.safetensors at the steps
-`snapshot_steps` picks (--snapshots: fractions of the run's steps). At export they go into
-the model folder with each one's head roles (model/checkpoint.py). To add a run's snapshots
+During training, `save_snapshot` writes RUN/snapshots/step-NNNNNN.safetensors (float16) at
+the steps `snapshot_steps` picks (--snapshots: fractions of the run's steps). At export they
+go into the model folder in int8 (model/checkpoint.py quantize: six snapshots of the shipped
+model's size take about 26 MB) with each one's head roles. To add a run's snapshots
 to a folder exported without them (a run trained from scratch with --tokenizer-from FOLDER,
 whose token ids are the folder's):
 
@@ -14,6 +15,7 @@ It finds their head roles on the folder's validation jokes (the data must be the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -27,6 +29,7 @@ from model.checkpoint import (
     Snapshots,
     model_from_parameters,
     parameters_to_flat,
+    quantize,
     save_snapshots,
 )
 from model.gpt import GPT
@@ -92,9 +95,11 @@ def with_roles(
     start = jokes[0][0]
     snapshots = []
     for step, weights in kept:
-        as_float = {name: np.asarray(value, np.float32) for name, value in weights.items()}
-        roles = find_roles(model_from_parameters(model, as_float), jokes, start)
-        snapshots.append(Snapshot(step, step / steps, step * tokens_per_step, weights, roles))
+        tensors, scales = quantize(weights)
+        shipped = Snapshot(step, step / steps, step * tokens_per_step, tensors, scales, None)
+        # The roles of the weights the app will replay: the compact ones.
+        roles = find_roles(model_from_parameters(model, shipped.weights()), jokes, start)
+        snapshots.append(dataclasses.replace(shipped, roles=roles))
     return Snapshots(note, snapshots)
 
 
