@@ -127,6 +127,16 @@ def test_the_trace_holds_the_joke_and_reads_back(client, joke, model_folder):
     assert versions[0].joke.generation.token_ids == joke["token_ids"]
 
 
+def test_snapshots_write_the_joke_again_with_each_steps_weights(client, joke):
+    first = client.predict(api_name="/snapshots", seed=joke["seed"], **JOKE, snapshot=0)
+    last = client.predict(api_name="/snapshots", seed=joke["seed"], **JOKE, snapshot=1)
+    assert (first["step"], last["step"]) == (3, 10) and first["steps"] == [3, 10]
+    assert last["tokens"][: joke["prompt_length"]] == joke["tokens"][: joke["prompt_length"]]
+    assert len(first["role_history"]["induction"]) == 2
+    with pytest.raises(Exception, match="snapshot must be a whole number from 0"):
+        client.predict(api_name="/snapshots", seed=joke["seed"], **JOKE, snapshot=2)
+
+
 def test_the_api_lists_exactly_the_documented_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert sorted(endpoints) == [
