@@ -23,6 +23,7 @@ from tokenizers import Tokenizer
 from benchmarks.app_server import AppServer, start_app
 from data.corpus import model_data
 from data.tokenizer import train_tokenizer
+from serving.explainer import Explainer
 from serving.writer import JokeWriter
 
 N_SYNTHETIC_JOKES = 300
@@ -87,6 +88,12 @@ def training_jokes(model_folder: Path) -> list[str]:
 def writer(model_folder: Path) -> JokeWriter:
     """The tiny model, loaded once per session (each JokeWriter compiles its own steps)."""
     return JokeWriter(model_folder)
+
+
+@pytest.fixture(scope="module")
+def explainer(writer: JokeWriter) -> Explainer:
+    """The tiny model's explainer; per module, as the tests of one module share a worker."""
+    return Explainer(writer)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_hostile_api import ANYTHING
@@ -26,8 +25,6 @@ from serving.api import (
     lens_json,
 )
 from serving.errors import RequestError
-from serving.explainer import Explainer
-from serving.writer import JokeWriter
 
 JOKE = ("Why did the", 0.8, 50, 0.95, 6, 3, False)  # prompt, settings, seed, clean
 ENDPOINTS = {"lens": lens_json, "knockout": knockout_json, "importance": importance_json,
@@ -52,11 +49,6 @@ VALUES = {
 NEEDS = {"lens": ["step"], "knockout": ["step", "heads", "mode"],
          "importance": ["step", "mode"], "branch": ["step", "token_id"],
          "flow": ["step", "threshold"], "attribution": ["step", "integrated"]}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def explainer(writer: JokeWriter) -> Explainer:
-    return Explainer(writer)
 
 
 @st.composite

@@ -62,11 +62,6 @@ def refused(function, *args, **kwargs) -> str:
 
 
 @pytest.fixture(scope="module")
-def explainer(writer: JokeWriter) -> Explainer:
-    return Explainer(writer)
-
-
-@pytest.fixture(scope="module")
 def ask(writer, explainer):
     """An endpoint called as a program calls it, by default for the joke SENT writes."""
     return lambda endpoint, sent=SENT, **asked: endpoint(writer, explainer, *sent, **asked)

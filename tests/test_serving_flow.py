@@ -10,16 +10,10 @@ import pytest
 from model.flow import ATTENTION, BLOCK, EMBEDDING
 from serving.api import attribution_json, flow_json, trunk_joke
 from serving.errors import RequestError
-from serving.explainer import Explainer, punchline_start, written
-from serving.writer import JokeWriter
+from serving.explainer import punchline_start, written
 
 SENT = ("Why did the duck cross the road?\nTo", 1.0, 0, 1.0, 10, 3, False)
 STEP = 3
-
-
-@pytest.fixture(scope="module")
-def explainer(writer: JokeWriter) -> Explainer:
-    return Explainer(writer)
 
 
 @pytest.fixture(scope="module")

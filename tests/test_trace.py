@@ -9,17 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from serving.explainer import Explainer
 from serving.joke import Version
 from serving.trace import FORMAT, LEVELS, MAX_TRACE_BYTES, TraceError, read_trace, trace_json
-from serving.writer import JokeWriter
 
 SENT = ("Why did the duck", 1.0, 0, 1.0, 12, 3, False)
-
-
-@pytest.fixture(scope="module")
-def explainer(writer: JokeWriter) -> Explainer:
-    return Explainer(writer)
 
 
 @pytest.fixture(scope="module")

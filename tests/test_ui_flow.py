@@ -8,18 +8,11 @@ import re
 import pytest
 
 from model.flow import ATTENTION
-from serving.explainer import Explainer
 from serving.originality import OriginalityCheck
-from serving.writer import JokeWriter
 from ui import flow_rendering
 from ui.layout import create_demo
 
 SENT = ("Why did the duck cross the road?\nTo", 1.0, 0, 1.0, 8, 3, False)
-
-
-@pytest.fixture(scope="module")
-def explainer(writer: JokeWriter) -> Explainer:
-    return Explainer(writer)
 
 
 @pytest.fixture(scope="module")

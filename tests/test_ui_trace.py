@@ -10,19 +10,12 @@ import re
 
 import pytest
 
-from serving.explainer import Explainer
 from serving.joke import Version
 from serving.originality import OriginalityCheck
 from serving.trace import read_trace
-from serving.writer import JokeWriter
 from ui.layout import create_demo
 
 SENT = ("Why did the duck", 1.0, 0, 1.0, 10, 3, False)
-
-
-@pytest.fixture(scope="module")
-def explainer(writer: JokeWriter) -> Explainer:
-    return Explainer(writer)
 
 
 @pytest.fixture(scope="module")
