@@ -106,17 +106,17 @@ def test_a_bad_snapshot_or_none_shipped_is_refused_with_the_fix(replay, writer, 
     assert bare.count == 0 and bare.role_history() == {}
     with pytest.raises(RequestError, match=r"python -m training\.snapshots"):
         bare.view(job, 0)
-    assert SnapshotHandlers(bare).show(None, 0) == ""  # the panel stays empty (and hidden)
+    assert SnapshotHandlers(bare).show_snapshot(None, 0) == ""  # the panel stays empty (and hidden)
 
 
 def test_the_panel_and_the_api_show_a_snapshot(replay, writer):
     handlers = SnapshotHandlers(replay)
     joke = writer.write(writer.request(*SENT))
-    html = handlers.show(joke, 1)
+    html = handlers.show_snapshot(joke, 1)
     assert "<b>Step 20</b>" in html and "a made-up run" in html
     assert 'class="pl-role-plot"' in html and html.count("<polyline") == len(replay.role_history())
     assert "pl-heads" in html and "pl-lens" in html
-    assert "Ask for a joke" in handlers.show(None, 0)
+    assert "Ask for a joke" in handlers.show_snapshot(None, 0)
     answer = snapshot_json(writer, replay, *SENT, snapshot=2)
     assert answer["step"] == 30 and answer["steps"] == [10, 20, 30]
     assert answer["token_ids"] == replay.view(writer.request(*SENT), 2).joke.generation.token_ids

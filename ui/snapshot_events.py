@@ -29,7 +29,7 @@ class SnapshotHandlers:
         self.history = replay.role_history()
         self.badges = [role_badges(s.roles) for s in snapshots]  # built once per snapshot
 
-    def show(self, joke: Joke | None, index: float | None) -> str:
+    def show_snapshot(self, joke: Joke | None, index: float | None) -> str:
         """The visitor's joke as snapshot `index` writes it."""
         if not self.steps:
             return ""
@@ -51,5 +51,5 @@ class SnapshotHandlers:
 def connect_snapshots(page: Page, handlers: SnapshotHandlers, told: Dependency) -> None:
     panel = page.training
     inputs = [page.joke_state, panel.snapshot]
-    panel.snapshot.release(handlers.show, inputs, panel.view, **PAGE_WRITING)
-    told.success(handlers.show, inputs, panel.view, **PAGE_WRITING)
+    panel.snapshot.release(handlers.show_snapshot, inputs, panel.view, **PAGE_WRITING)
+    told.success(handlers.show_snapshot, inputs, panel.view, **PAGE_WRITING)
