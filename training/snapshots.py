@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     if read is None:
         return 1
     run, model = read.args.run, read.model
-    steps = [int(m.group(1)) for p in (run / SNAPSHOTS).glob("*") if (m := FILE.fullmatch(p.name))]
+    steps = sorted(
+        int(m.group(1)) for p in (run / SNAPSHOTS).glob("*") if (m := FILE.fullmatch(p.name))
+    )
     if not steps:
         print(
             f"error: {run / SNAPSHOTS} holds no snapshots: train with --snapshots", file=sys.stderr

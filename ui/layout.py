@@ -362,7 +362,11 @@ def create_training_panel(replay: TrainingReplay) -> TrainingPanel:
             "the weights of that step.",
             elem_id="snapshot",
         )  # fmt: skip
-        view = gr.HTML(elem_id="training", apply_default_css=False, js_on_load=script("tooltip.js"))
+        view = gr.HTML(
+            elem_id="training",
+            apply_default_css=False,
+            js_on_load=script("tooltip.js") + script("png_export.js"),
+        )
     return TrainingPanel(snapshot, view)
 
 
