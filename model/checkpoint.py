@@ -11,10 +11,9 @@
                        optional
     head_roles.json    each head's role scores on probe texts and its role (model/roles.py);
                        optional
-    snapshots.safetensors  the weights at a few steps of a training run (int8 matrices with a
-                       scale per column, float16 vectors), for the app's attention over
-                       training (training/snapshots.py); optional
-    snapshots.json     their steps, their head roles and a note on the run; with the above
+    snapshots.safetensors  the weights at a few steps of a training run, and
+    snapshots.json     their steps and head roles: the app's attention over training
+                       (model/snapshots.py); optional
     manifest.json      sha256 of each file above, checked before anything is used
 
 Loading checks everything before building the model, so a damaged folder is reported
@@ -28,7 +27,6 @@ import hashlib
 import json
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +54,6 @@ HEAD_MEANS_KEY = "head_mean_outputs"  # (n_layer, n_head, d_head), float32
 ORIGINALITY_INDEX = "originality_index.npz"
 HEAD_ROLES = "head_roles.json"
 SNAPSHOT_WEIGHTS, SNAPSHOT_INDEX = "snapshots.safetensors", "snapshots.json"
-SNAPSHOTS_FORMAT = "punchline-snapshots-v1"
-SNAPSHOTS_FIX = "python -m training.snapshots FOLDER --run RUN"  # adds a run's snapshots again
-SCALE = "@scale"  # a snapshot matrix's scales are stored under its name and this suffix
 # Files an older folder may lack; when present they are signed like the required ones.
 OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX, HEAD_ROLES, SNAPSHOT_WEIGHTS, SNAPSHOT_INDEX)
 HEAD_ANALYSES_FIX = "python -m training.head_analyses"  # recomputes head means and roles
@@ -68,51 +63,6 @@ STORAGE_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
 
 class CheckpointError(Exception):
     """A model folder that cannot be used; the message names the file and the fix."""
-
-
-INT8_LEVELS = 127  # a snapshot's matrix entry is round(w / scale), scale = column max / 127
-
-
-def quantize(weights: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Compact weights for a snapshot: each matrix as int8 with one float32 scale per column
-    (its largest magnitude / 127), the vectors (biases, norms) as float16. About a quarter of
-    float32's bytes; a matrix entry moves by at most half its column's scale."""
-    tensors, scales = {}, {}
-    for name, value in weights.items():
-        value = np.asarray(value, np.float32)
-        if value.ndim == 2:
-            scale = np.maximum(np.abs(value).max(axis=0), 1e-12) / INT8_LEVELS  # (columns,)
-            tensors[name] = np.rint(value / scale).astype(np.int8)
-            scales[name] = scale.astype(np.float32)
-        else:
-            tensors[name] = value.astype(np.float16)
-    return tensors, scales
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The weights at one step of a training run, and what their heads did then."""
-
-    step: int
-    fraction: float  # of the run's steps
-    tokens_seen: int
-    tensors: dict[str, np.ndarray]  # by parameter name, as `quantize` stores them
-    scales: dict[str, np.ndarray]  # float32, one per column of each int8 matrix
-    roles: HeadRoles  # found on `weights()`
-
-    def weights(self) -> dict[str, np.ndarray]:
-        """The weights as float32, by parameter name (parameters_to_flat's)."""
-        return {
-            name: value.astype(np.float32) * self.scales[name] if name in self.scales
-            else value.astype(np.float32)
-            for name, value in self.tensors.items()
-        }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Snapshots:
-    note: str  # which run they come from
-    snapshots: list[Snapshot]  # in the order of their steps
 
 
 def _sha256(path: Path) -> str:
@@ -158,7 +108,6 @@ def save_model(
     head_means: np.ndarray | None = None,
     originality_index: dict[str, np.ndarray] | None = None,
     head_roles: HeadRoles | None = None,
-    snapshots: Snapshots | None = None,
 ) -> Path:
     """Write a model folder (see the module docstring); returns its path."""
     folder = Path(folder)
@@ -177,81 +126,8 @@ def save_model(
         np.savez_compressed(folder / ORIGINALITY_INDEX, **originality_index)
     if head_roles is not None:
         _write_head_roles(folder, head_roles)
-    if snapshots is not None:
-        _write_snapshots(folder, snapshots)
     sign(folder)
     return folder
-
-
-def _write_snapshots(folder: Path, snapshots: Snapshots) -> None:
-    tensors = {}
-    for snapshot in snapshots.snapshots:
-        tensors |= {f"{snapshot.step}/{name}": v for name, v in snapshot.tensors.items()}
-        tensors |= {f"{snapshot.step}/{name}{SCALE}": v for name, v in snapshot.scales.items()}
-    save_file(tensors, folder / SNAPSHOT_WEIGHTS)
-    index = {
-        "format": SNAPSHOTS_FORMAT,
-        "note": snapshots.note,
-        "snapshots": [
-            {"step": s.step, "fraction": s.fraction, "tokens_seen": s.tokens_seen,
-             "roles": s.roles.to_json()}
-            for s in snapshots.snapshots
-        ],
-    }  # fmt: skip
-    (folder / SNAPSHOT_INDEX).write_text(json.dumps(index, separators=(",", ":")))
-
-
-def save_snapshots(folder: str | Path, snapshots: Snapshots) -> None:
-    """Add (or replace) a folder's snapshots, and sign it again."""
-    folder = Path(folder)
-    _write_snapshots(folder, snapshots)
-    sign(folder)
-
-
-def load_snapshots(folder: str | Path, model: GPT) -> Snapshots | None:
-    """The snapshots the folder ships, None if it has none; CheckpointError naming the file
-    and the fix when they cannot be used. Call after load_model (the sha256)."""
-    folder = Path(folder)
-    weights_path, index_path = folder / SNAPSHOT_WEIGHTS, folder / SNAPSHOT_INDEX
-    if not weights_path.is_file() and not index_path.is_file():
-        return None
-    fix = (
-        f"add them again with {SNAPSHOTS_FIX}, or remove both {SNAPSHOT_WEIGHTS} and "
-        f"{SNAPSHOT_INDEX} and sign the folder again"
-    )
-    shapes = {name: value.shape for name, value in parameters_to_flat(model).items()}
-    c = model.config
-    try:
-        index = json.loads(index_path.read_text())
-        if not isinstance(index, dict) or index.get("format") != SNAPSHOTS_FORMAT:
-            raise ValueError(f"not a {SNAPSHOTS_FORMAT} index")
-        tensors = load_file(weights_path)
-        snapshots = []
-        for entry in index["snapshots"]:
-            step = entry["step"]
-            stored = {name: tensors[f"{step}/{name}"] for name in shapes}
-            scales = {name: tensors[f"{step}/{name}{SCALE}"] for name, shape in shapes.items()
-                      if len(shape) == 2}  # fmt: skip
-            fits = all(
-                value.shape == shapes[name]
-                and value.dtype == (np.int8 if name in scales else np.float16)
-                and (name not in scales or scales[name].shape == shapes[name][-1:])
-                for name, value in stored.items()
-            )
-            if not fits or not all(
-                np.isfinite(v).all() for v in (*stored.values(), *scales.values())
-            ):
-                raise ValueError(f"the weights of step {step} do not fit the model")
-            roles = HeadRoles.from_json(entry["roles"], c.n_layer, c.n_head)
-            snapshots.append(
-                Snapshot(int(step), float(entry["fraction"]), int(entry["tokens_seen"]), stored,
-                         scales, roles)
-            )  # fmt: skip
-        if [s.step for s in snapshots] != sorted({s.step for s in snapshots}):
-            raise ValueError("the steps are not distinct and in order")
-        return Snapshots(str(index["note"]), snapshots)
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
-        raise CheckpointError(f"{folder} has unusable snapshots ({error}): {fix}") from None
 
 
 def sign(folder: Path) -> None:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from data.clean_mode import is_unfit
-from model.checkpoint import Snapshot, Snapshots, load_snapshots, model_from_parameters
+from model.checkpoint import model_from_parameters
 from model.roles import KINDS
+from model.snapshots import Snapshot, Snapshots, load_snapshots
 from serving.errors import RequestError
 from serving.explainer import Explainer, LensView
 from serving.joke import Joke, JokeRequest

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 from training_runs import JOKES, OTHER_JOKES, run, write_jokes
 
-from model.checkpoint import (
-    SNAPSHOT_INDEX,
-    CheckpointError,
-    load_model,
-    load_snapshots,
-    parameters_to_flat,
-    sign,
-)
+from model.checkpoint import SNAPSHOT_INDEX, CheckpointError, load_model, parameters_to_flat, sign
+from model.snapshots import load_snapshots
 from training.config import TrainError
 from training.snapshots import snapshot_steps
 

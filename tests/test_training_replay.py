@@ -15,16 +15,13 @@ import pytest
 from model.checkpoint import (
     SNAPSHOT_INDEX,
     SNAPSHOT_WEIGHTS,
-    Snapshot,
-    Snapshots,
     model_from_parameters,
     parameters_to_flat,
-    quantize,
-    save_snapshots,
     sign,
 )
 from model.generate import Generator
 from model.roles import find_roles
+from model.snapshots import Snapshot, Snapshots, quantize, save_snapshots
 from serving.api import snapshot_json
 from serving.errors import RequestError
 from serving.explainer import Explainer

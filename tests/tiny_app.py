@@ -19,17 +19,11 @@ from flax import nnx
 
 from data.tokenizer import encode_batch, end_of_joke_id, train_tokenizer
 from model.ablation import mean_head_outputs
-from model.checkpoint import (
-    Snapshot,
-    Snapshots,
-    model_from_parameters,
-    parameters_to_flat,
-    quantize,
-    save_model,
-)
+from model.checkpoint import model_from_parameters, parameters_to_flat, save_model
 from model.config import GPTConfig
 from model.gpt import GPT
 from model.roles import find_roles
+from model.snapshots import Snapshot, Snapshots, quantize, save_snapshots
 
 CONFIG = dict(block_size=64, n_layer=2, n_head=2, d_model=32, d_ff=64)
 VOCAB_SIZE = 400
@@ -79,10 +73,11 @@ def build_model_folder() -> Path:
         shipped = Snapshot(step, step / 10, step * 1024, tensors, scales, roles)
         found = find_roles(model_from_parameters(model, shipped.weights()), some, end)
         snapshots.append(dataclasses.replace(shipped, roles=found))
-    return save_model(
-        model, tokenizer, folder, metadata=metadata, head_means=means, head_roles=roles,
-        snapshots=Snapshots("made-up snapshots of the test model", snapshots),
+    save_model(
+        model, tokenizer, folder, metadata=metadata, head_means=means, head_roles=roles
     )  # fmt: skip
+    save_snapshots(folder, Snapshots("made-up snapshots of the test model", snapshots))
+    return folder
 
 
 class FakeClassifier:

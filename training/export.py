@@ -20,6 +20,7 @@ from flax import nnx
 
 from data.originality_index import index_arrays
 from model.checkpoint import save_model
+from model.snapshots import save_snapshots
 from training.average import averaged_model_state
 from training.config import SIZE_FLAGS, size_preset
 from training.folder import read_records
@@ -86,18 +87,19 @@ def export_model(run: Run, figures: dict[str, float], seconds: float) -> Path:
         note = f"this model's own run ({config.out}: {run.step} steps)"
         jokes = stream_jokes(run.corpus.val)
         snapshots = with_roles(model, kept, run.step, tokens_seen // max(run.step, 1), jokes, note)
-    folder = run.folder / "model"
-    return save_model(
+    folder = save_model(
         model,
         tokenizer,
-        folder,
+        run.folder / "model",
         metadata,
         config.export_dtype,
         head_means=means,
         originality_index=index,
         head_roles=roles,
-        snapshots=snapshots,
     )
+    if snapshots is not None:
+        save_snapshots(folder, snapshots)
+    return folder
 
 
 def exported_weights(figures: dict[str, float]) -> str:

@@ -24,16 +24,10 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from data.tokenizer import encode_batch, end_of_joke_id
-from model.checkpoint import (
-    Snapshot,
-    Snapshots,
-    model_from_parameters,
-    parameters_to_flat,
-    quantize,
-    save_snapshots,
-)
+from model.checkpoint import model_from_parameters, parameters_to_flat
 from model.gpt import GPT
 from model.roles import find_roles
+from model.snapshots import Snapshot, Snapshots, quantize, save_snapshots
 from training.config import TrainError
 from training.folder_data import read_folder_and_data
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from serving.explainer import FLOW_THRESHOLD, Explainer
+from serving.explainer import Explainer
 from serving.limits import CLEAN_TRIES, MAX_PROMPT_CHARS, MAX_SEED
 from serving.originality import OriginalityCheck
 from serving.trace import MAX_TRACE_BYTES
@@ -19,7 +19,15 @@ from serving.training_replay import TrainingReplay
 from serving.writer import JokeWriter
 from ui import events, rendering
 from ui.gradio_internals import Blocks
-from ui.views import ASSETS, how_it_works
+from ui.study_panels import (
+    FlowPanel,
+    LearnerPanel,
+    TrainingPanel,
+    create_flow_panel,
+    create_learner_panel,
+    create_training_panel,
+)
+from ui.views import ASSETS, how_it_works, script
 
 THEME = gr.themes.Soft(primary_hue="orange", font=["ui-sans-serif", "system-ui"])
 STYLESHEETS = [ASSETS / "style.css"]
@@ -45,11 +53,6 @@ ABOUT = {  # what each panel shows, and what it does not prove
     "write on, same seed and settings. Attention that moved after the fork shows where heads "
     "looked differently, not why: attention is not explanation.",
 }
-
-
-def script(name: str) -> str:
-    """JavaScript run when a gr.HTML component loads (`element` is the component)."""
-    return (ASSETS / name).read_text()
 
 
 @dataclass
@@ -111,29 +114,6 @@ class ExplainPanel:
     rewritten: gr.HTML  # the rest of the joke written again with the heads off
     versions: gr.Radio  # the original joke and its branches
     changes: gr.HTML  # which heads attended differently after the fork
-
-
-@dataclass
-class LearnerPanel:
-    mode: gr.Checkbox  # on: the joke is hidden and the visitor guesses it token by token
-    panel: gr.HTML  # the question, then the answer
-    next: gr.Button
-    state: gr.State  # {"step", "right", "asked", "answered"}, or None while off
-
-
-@dataclass
-class TrainingPanel:
-    snapshot: gr.Slider  # which training snapshot writes the joke again
-    view: gr.HTML  # its joke, attention, lens, roles and the role plot
-
-
-@dataclass
-class FlowPanel:
-    threshold: gr.Slider  # the smallest contribution the graph draws
-    graph: gr.HTML  # how information reached the selected token, and each token's share
-    setup_punchline: gr.HTML  # which setup tokens the punchline drew on
-    attribution: gr.HTML  # gradient x input beside the attention paid
-    integrated: gr.Button  # adds integrated gradients
 
 
 @dataclass
@@ -236,21 +216,6 @@ def create_settings_panel(writer: JokeWriter) -> SettingsPanel:
     return SettingsPanel(temperature, top_k, top_p, max_new_tokens, seed, random_seed, clean)
 
 
-def create_learner_panel() -> LearnerPanel:
-    mode = gr.Checkbox(
-        False,
-        label="Learner mode: guess the next token",
-        info="Hides the joke; you pick the token the model wrote, then see its top five and "
-        "where it looked.",
-        elem_id="learner-mode",
-    )
-    panel = gr.HTML(
-        elem_id="learner", apply_default_css=False, js_on_load=script("branch_click.js")
-    )
-    next_token = gr.Button("Next token", size="sm", elem_id="learner-next")
-    return LearnerPanel(mode, panel, next_token, gr.State(None))
-
-
 def create_inside_panel() -> InsidePanel:
     gr.Markdown("### Tokens\nWhat the model read and wrote. Click one to look inside.")
     tokens = gr.HTML(
@@ -328,46 +293,6 @@ def create_explain_panel(explainer: Explainer) -> ExplainPanel:
     return ExplainPanel(
         lens, knockout_grid, mode, knockout_result, rewrite, rewritten, versions, changes
     )
-
-
-def create_flow_panel() -> FlowPanel:
-    gr.Markdown("### Information flow: how it reached the token")
-    threshold = gr.Slider(
-        0.01, 0.5, FLOW_THRESHOLD, step=0.01, label="Threshold",
-        info="The smallest contribution drawn: lower shows more routes.",
-        elem_id="flow-threshold",
-    )  # fmt: skip
-    graph = gr.HTML(elem_id="flow", apply_default_css=False, js_on_load=script("flow_click.js"))
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=300):
-            gr.Markdown("### Setup → punchline")
-            setup_punchline = gr.HTML(elem_id="setup-punchline", apply_default_css=False)
-        with gr.Column(scale=1, min_width=300):
-            gr.Markdown("### Attribution: which earlier tokens moved it")
-            attribution = gr.HTML(elem_id="attribution", apply_default_css=False)
-            integrated = gr.Button("Add integrated gradients", size="sm", elem_id="integrated")
-    return FlowPanel(threshold, graph, setup_punchline, attribution, integrated)
-
-
-def create_training_panel(replay: TrainingReplay) -> TrainingPanel:
-    """Hidden when the model folder ships no training snapshots."""
-    shipped = replay.shipped
-    steps = [] if shipped is None else [s.step for s in shipped.snapshots]
-    with gr.Group(visible=bool(steps)):
-        gr.Markdown("### Attention over training")
-        snapshot = gr.Slider(
-            0, max(len(steps) - 1, 1), max(len(steps) - 1, 0), step=1,
-            label="Training snapshot",
-            info="Steps " + ", ".join(f"{s:,}" for s in steps) + ": drag to replay the joke on "
-            "the weights of that step.",
-            elem_id="snapshot",
-        )  # fmt: skip
-        view = gr.HTML(
-            elem_id="training",
-            apply_default_css=False,
-            js_on_load=script("tooltip.js") + script("png_export.js"),
-        )
-    return TrainingPanel(snapshot, view)
 
 
 def create_how_it_works(writer: JokeWriter) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import html
 from math import log
 
-from model.checkpoint import Snapshot
 from model.roles import KINDS
+from model.snapshots import Snapshot
 from serving.training_replay import SnapshotView
 from ui.analysis_rendering import render_lens
 from ui.rendering import render_heads_grid, render_placeholder

@@ -20,6 +20,11 @@ from ui import analysis_rendering, rendering
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
+def script(name: str) -> str:
+    """JavaScript run when a gr.HTML component loads (`element` is the component)."""
+    return (ASSETS / name).read_text()
+
+
 def describe(joke: Joke) -> tuple[str, list[str]]:
     """The line under a joke (seed and settings) and its notes."""
     s = joke.request.settings
