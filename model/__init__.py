@@ -6,7 +6,9 @@ normalization.py (LayerNorm and RMSNorm), gpt.py (the whole stack), loss.py (wha
 training minimises), sampling.py and generate.py (writing jokes), checkpoint.py (the model
 folder on disk). The explainer's analyses: trace.py (the forward pass with its insides
 kept), lens.py (the logit lens), knockout.py and ablation.py (heads switched off, the
-importance map), branching.py (what changed in a branch).
+importance map), branching.py (what changed in a branch), roles.py (what kind of pattern each
+head computes), flow.py (how information reached a token), attribution.py (gradient x input,
+integrated gradients) and snapshots.py (weights saved along a training run).
 """
 
 from model.config import PRESETS, ConfigError, GPTConfig

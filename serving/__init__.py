@@ -10,8 +10,10 @@ Reading order:
     joke.py         JokeRequest (a checked request) and Joke (a Generation, ready to show)
     writer.py       JokeWriter: the model loaded once, writing jokes; clean mode's retries
     originality.py  is the joke new? the nearest training joke
-    explainer.py    Explainer: the lens, knockouts, importance map and branches, compiled once
-    api.py          the JSON of /generate and of the explainer's /lens, /knockout, /importance,
-                    /branch
-    reproduce.py    the commands that write the same joke again
+    explainer.py    Explainer: the lens, knockouts, importance map, branches, information
+                    flow and attribution, compiled once
+    trace.py        a joke and its branches saved as JSON, and read back for a replay
+    training_replay.py  a joke written again by each training snapshot
+    api.py          the JSON of /generate and of the explainer's endpoints
+    reproduce.py    the commands and the link that write the same joke again
 """

@@ -11,5 +11,6 @@
 7. state.py: Orbax checkpoints of the training state, and the disk space they need.
 8. run.py: the Run, which sets a run up and trains it: log, evaluate, checkpoint, Ctrl-C.
 9. export.py: the model folder with its metadata (lineage, preset), and the loss curve.
-10. cli.py: main, from the command line to the exported model, and its errors.
+10. snapshots.py: the weights kept along a run (--snapshots), shipped with the model.
+11. cli.py: main, from the command line to the exported model, and its errors.
 """
