@@ -11,8 +11,8 @@
                        optional
     head_roles.json    each head's role scores on probe texts and its role (model/roles.py);
                        optional
-    snapshots.safetensors  the weights at a few steps of a training run, and
-    snapshots.json     their steps and head roles: the app's attention over training
+    snapshot-STEP.safetensors  the weights at a few steps of a training run, one file each,
+    snapshots.json     and their steps and head roles: the app's attention over training
                        (model/snapshots.py); optional
     manifest.json      sha256 of each file above, checked before anything is used
 
@@ -25,8 +25,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import zipfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +55,12 @@ HEAD_MEANS = "head_means.safetensors"
 HEAD_MEANS_KEY = "head_mean_outputs"  # (n_layer, n_head, d_head), float32
 ORIGINALITY_INDEX = "originality_index.npz"
 HEAD_ROLES = "head_roles.json"
-SNAPSHOT_WEIGHTS, SNAPSHOT_INDEX = "snapshots.safetensors", "snapshots.json"
+SNAPSHOT_INDEX = "snapshots.json"
+# One weights file per training snapshot, each well under the 10 MB a Hugging Face Space
+# takes without Git LFS (model/snapshots.py).
+SNAPSHOT_FILE = re.compile(r"snapshot-\d+\.safetensors")
 # Files an older folder may lack; when present they are signed like the required ones.
-OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX, HEAD_ROLES, SNAPSHOT_WEIGHTS, SNAPSHOT_INDEX)
+OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX, HEAD_ROLES, SNAPSHOT_INDEX)
 HEAD_ANALYSES_FIX = "python -m training.head_analyses"  # recomputes head means and roles
 REQUIRED = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
 STORAGE_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
@@ -118,8 +123,8 @@ def save_model(
     (folder / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     tokenizer.save(str(folder / TOKENIZER))
     (folder / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    for name in OPTIONAL:  # means of other weights, an index of other jokes, would mislead
-        (folder / name).unlink(missing_ok=True)
+    for name in optional_files(folder):  # means of other weights, other jokes' index: misleading
+        (folder / name).unlink()
     if head_means is not None:
         save_file({HEAD_MEANS_KEY: np.asarray(head_means, np.float32)}, folder / HEAD_MEANS)
     if originality_index is not None:
@@ -130,9 +135,19 @@ def save_model(
     return folder
 
 
+def optional_files(folder: Path, listed: Iterable[str] = ()) -> list[str]:
+    """The optional files (OPTIONAL and the snapshots' weights) the folder holds, or that a
+    manifest `listed`."""
+    listed = set(listed)
+    fixed = [name for name in OPTIONAL if name in listed or (folder / name).exists()]
+    kept = {path.name for path in folder.glob("snapshot-*.safetensors")}
+    snapshots = {name for name in kept | listed if SNAPSHOT_FILE.fullmatch(name)}
+    return [*fixed, *sorted(snapshots)]
+
+
 def sign(folder: Path) -> None:
     """Write manifest.json: the sha256 of every file of the folder (see the docstring)."""
-    files = [*REQUIRED, *(name for name in OPTIONAL if (folder / name).is_file())]
+    files = [*REQUIRED, *optional_files(folder)]
     manifest = {name: _sha256(folder / name) for name in files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -229,8 +244,7 @@ def _check_manifest(folder: Path) -> None:
         raise CheckpointError(f"{manifest_path} is not valid JSON ({error})") from None
     # Every file must be listed: an edited manifest that leaves one out would switch its check off.
     listed = manifest if isinstance(manifest, dict) else {}
-    present = [name for name in OPTIONAL if name in listed or (folder / name).exists()]
-    signed = (*REQUIRED, *present)
+    signed = (*REQUIRED, *optional_files(folder, listed))
     if not isinstance(manifest, dict) or sorted(manifest) != sorted(signed):
         raise CheckpointError(
             f"{manifest_path} must map exactly {', '.join(signed)} to their sha256: "

@@ -1,8 +1,9 @@
 """Training snapshots in a model folder: the weights at a few steps of a run, compact, with
 what their heads did then, for the app's attention over training (serving/training_replay.py).
 
-    snapshots.safetensors  every snapshot's matrices as int8 with a float32 scale per column
-                           (`quantize`), and its vectors as float16, under "STEP/NAME"
+    snapshot-STEP.safetensors  one per snapshot: its matrices as int8 with a float32 scale per
+                           column (`quantize`, under "NAME@scale"), its vectors as float16;
+                           about 4.3 MB each for the shipped model
     snapshots.json         their steps, fractions of the run, tokens seen, head roles, and a
                            note on the run they come from
 
@@ -21,8 +22,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from model.checkpoint import (
+    SNAPSHOT_FILE,
     SNAPSHOT_INDEX,
-    SNAPSHOT_WEIGHTS,
     CheckpointError,
     parameters_to_flat,
     sign,
@@ -79,12 +80,18 @@ class Snapshots:
     snapshots: list[Snapshot]  # in the order of their steps
 
 
+def snapshot_file(step: int) -> str:
+    """The name of the weights file of the training snapshot at `step`."""
+    return f"snapshot-{step}.safetensors"
+
+
 def _write_snapshots(folder: Path, snapshots: Snapshots) -> None:
-    tensors = {}
+    for path in folder.glob("snapshot-*.safetensors"):  # another run's would mislead
+        if SNAPSHOT_FILE.fullmatch(path.name):
+            path.unlink()
     for snapshot in snapshots.snapshots:
-        tensors |= {f"{snapshot.step}/{name}": v for name, v in snapshot.tensors.items()}
-        tensors |= {f"{snapshot.step}/{name}{SCALE}": v for name, v in snapshot.scales.items()}
-    save_file(tensors, folder / SNAPSHOT_WEIGHTS)
+        scales = {f"{name}{SCALE}": value for name, value in snapshot.scales.items()}
+        save_file(snapshot.tensors | scales, folder / snapshot_file(snapshot.step))
     index = {
         "format": SNAPSHOTS_FORMAT,
         "note": snapshots.note,
@@ -108,12 +115,13 @@ def load_snapshots(folder: str | Path, model: GPT) -> Snapshots | None:
     """The snapshots the folder ships, None if it has none; CheckpointError naming the file
     and the fix when they cannot be used. Call after load_model (the sha256)."""
     folder = Path(folder)
-    weights_path, index_path = folder / SNAPSHOT_WEIGHTS, folder / SNAPSHOT_INDEX
-    if not weights_path.is_file() and not index_path.is_file():
+    index_path = folder / SNAPSHOT_INDEX
+    kept = [p for p in folder.glob("snapshot-*.safetensors") if SNAPSHOT_FILE.fullmatch(p.name)]
+    if not index_path.is_file() and not kept:
         return None
     fix = (
-        f"add them again with {SNAPSHOTS_FIX}, or remove both {SNAPSHOT_WEIGHTS} and "
-        f"{SNAPSHOT_INDEX} and sign the folder again"
+        f"add them again with {SNAPSHOTS_FIX}, or remove {SNAPSHOT_INDEX} and the "
+        "snapshot-*.safetensors files and sign the folder again"
     )
     shapes = {name: value.shape for name, value in parameters_to_flat(model).items()}
     c = model.config
@@ -121,12 +129,12 @@ def load_snapshots(folder: str | Path, model: GPT) -> Snapshots | None:
         index = json.loads(index_path.read_text())
         if not isinstance(index, dict) or index.get("format") != SNAPSHOTS_FORMAT:
             raise ValueError(f"not a {SNAPSHOTS_FORMAT} index")
-        tensors = load_file(weights_path)
         snapshots = []
         for entry in index["snapshots"]:
-            step = entry["step"]
-            stored = {name: tensors[f"{step}/{name}"] for name in shapes}
-            scales = {name: tensors[f"{step}/{name}{SCALE}"] for name, shape in shapes.items()
+            step = int(entry["step"])
+            tensors = load_file(folder / snapshot_file(step))
+            stored = {name: tensors[name] for name in shapes}
+            scales = {name: tensors[f"{name}{SCALE}"] for name, shape in shapes.items()
                       if len(shape) == 2}  # fmt: skip
             fits = all(
                 value.shape == shapes[name]
@@ -145,6 +153,8 @@ def load_snapshots(folder: str | Path, model: GPT) -> Snapshots | None:
             )  # fmt: skip
         if [s.step for s in snapshots] != sorted({s.step for s in snapshots}):
             raise ValueError("the steps are not distinct and in order")
+        if {p.name for p in kept} != {snapshot_file(s.step) for s in snapshots}:
+            raise ValueError(f"the snapshot files are not those {SNAPSHOT_INDEX} lists")
         return Snapshots(str(index["note"]), snapshots)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
         raise CheckpointError(f"{folder} has unusable snapshots ({error}): {fix}") from None

@@ -13,11 +13,11 @@ import pytest
 from data.corpus import model_data
 from data.originality_index import HashedJokeIndex
 from model.checkpoint import (
-    OPTIONAL,
     load_head_means,
     load_head_roles,
     load_model,
     load_originality_index,
+    optional_files,
     sign,
 )
 from training.head_analyses import main as head_analyses_main
@@ -29,8 +29,8 @@ def bare_folder(tmp_path: Path, model_folder: Path) -> Path:
     """The tiny model's folder without any of its optional files, as an old export."""
     folder = tmp_path / "model"
     shutil.copytree(model_folder, folder)
-    for name in OPTIONAL:
-        (folder / name).unlink(missing_ok=True)
+    for name in optional_files(folder):
+        (folder / name).unlink()
     sign(folder)
     return folder
 
