@@ -41,19 +41,19 @@ class TrainingReplay:
     def count(self) -> int:
         return 0 if self.shipped is None else len(self.shipped.snapshots)
 
-    def snapshot(self, index: Any) -> Snapshot:
-        """Snapshot `index`, or RequestError naming what is wrong."""
+    def checked_index(self, index: Any) -> int:
+        """`index` as a snapshot's index, or RequestError naming what is wrong."""
         if self.shipped is None:
             raise RequestError(
                 "this model folder ships no training snapshots: train with --snapshots, or add a "
                 "run's with python -m training.snapshots"
             )
-        return self.shipped.snapshots[validate_snapshot(index, self.count)]
+        return validate_snapshot(index, self.count)
 
     def view(self, job: JokeRequest, index: Any) -> SnapshotView:
         """`job` written by snapshot `index`, its lens at the last written token."""
-        snapshot = self.snapshot(index)
-        index = validate_snapshot(index, self.count)
+        index = self.checked_index(index)
+        snapshot = self.shipped.snapshots[index]
         writer = self.explainer.writer
         at_step = model_from_parameters(writer.model, snapshot.weights())
         weights = writer.generator.parameter_list(at_step)
