@@ -305,7 +305,8 @@ def test_learner_mode_hides_the_joke_and_asks_for_each_token(browser: Browser, s
     blur = page.locator("#joke").evaluate("e => getComputedStyle(e).filter")
     assert blur.startswith("blur")  # the joke cannot be read while guessing
     guesses.first.click()
-    expect(learner.locator(".pl-verdict")).to_contain_text("the model wrote")
+    # "Right: the model wrote ..." or "The model wrote ...; you picked ..."
+    expect(learner.locator(".pl-verdict")).to_contain_text(re.compile("the model wrote", re.I))
     expect(learner).to_contain_text("Score: ")
     expect(learner.locator(".pl-looked li").first).to_contain_text("layer 1")
     page.get_by_role("button", name="Next token").click()
