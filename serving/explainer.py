@@ -20,7 +20,10 @@ a list of arrays and the tokens padded to the whole context, so each compiles on
 `warm_up`, and no joke's length compiles anything new. One length rather than the writer's
 five (model/generate.py prefill_lengths) keeps about 155 MB less in the server on the shipped
 model, each length's compiled analyses holding 40-65 MB; a short joke's importance map takes
-about 75 ms instead of 19 (benchmarks/explainer_speed.py).
+about 75 ms instead of 19 (benchmarks/explainer_speed.py). Integrated gradients are the
+exception: they run the model forward and back at every point of their path, so they read only
+the shortest of a quarter, half or the whole context that holds the position (the causal mask
+makes later tokens irrelevant), compiled for those three lengths.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from serving.writer import JokeWriter
 LENS_TOP = 3  # guesses shown per layer
 FLOW_THRESHOLD = 0.04  # the graph's default: LLM Transparency Tool's
 BITS = 1 / math.log(2)  # natural-log differences times this are differences in bits
+PATH_SHARES = (4, 2, 1)  # integrated gradients read a quarter, half or all of the context
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,11 @@ class Explainer:
         tokens[0, : len(token_ids)] = token_ids
         return tokens
 
+    @property
+    def path_lengths(self) -> list[int]:
+        """The lengths integrated gradients are compiled for, shortest first."""
+        return [self.config.block_size // share for share in PATH_SHARES]
+
     def _candidates(self, ids: Sequence[int], probabilities: Sequence[float]) -> list[Candidate]:
         labels = self.writer.labels(list(ids), start=False)
         return [
@@ -218,7 +227,10 @@ class Explainer:
         self.knockout(ids, 1, 0, [(0, 0)], ZERO)
         self.importance(ids, 1, 0, ZERO)
         self.flow(ids, 1, 0, FLOW_THRESHOLD)
-        self.attribution(ids, 1, 0, integrated=True)
+        self.attribution(ids, 1, 0)
+        for length in self.path_lengths:
+            tokens = self._padded(ids)[:, :length]
+            self._integrated(self.weights, tokens, np.int32(0), np.int32(0))
 
     # Each analysis reads a sequence `token_ids` whose first `prompt_length` tokens are the
     # start token and the prompt; `step` counts the written tokens after them.
@@ -352,7 +364,8 @@ class Explainer:
         paid = np.asarray(attention, np.float64)[0, :, :, position, : position + 1]  # (L, H, T)
         result = None
         if integrated:
-            result = self._integrated(self.weights, padded, at, chosen)
+            length = next(n for n in self.path_lengths if n > position)
+            result = self._integrated(self.weights, padded[:, :length], at, chosen)
         return AttributionView(
             step=step,
             position=position,

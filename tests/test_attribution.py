@@ -63,3 +63,17 @@ def test_integrated_gradients_add_up_to_the_change_they_explain():
     real = chosen_log_prob(model, embeddings + position_part, jnp.int32(POSITION), CHOSEN)
     none = chosen_log_prob(model, position_part, jnp.int32(POSITION), CHOSEN)
     assert float(many.change) == pytest.approx(float(real[0] - none[0]), abs=1e-5)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_integrated_gradients_need_no_token_after_the_position(variant):
+    """The explainer cuts the joke to the shortest compiled length that holds the position:
+    the causal mask makes that exact."""
+    model, t = make_model(variant), tokens(16)
+    integrated = nnx.jit(integrated_gradients, static_argnames="steps")
+    whole = integrated(model, t, jnp.int32(POSITION), CHOSEN, steps=4)
+    cut = integrated(model, t[:, : POSITION + 1], jnp.int32(POSITION), CHOSEN, steps=4)
+    np.testing.assert_allclose(
+        whole.attribution[: POSITION + 1], cut.attribution, rtol=1e-4, atol=1e-6
+    )
+    assert float(whole.change) == pytest.approx(float(cut.change), abs=1e-5)
