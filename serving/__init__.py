@@ -7,6 +7,7 @@ Reading order:
     errors.py       RequestError: a bad request, said in one line the visitor can act on
     validation.py   checking every value a visitor or program sends
     labels.py       how a token is written on the page
+    explanations.py what the explainer answers: one dataclass per analysis
     joke.py         JokeRequest (a checked request) and Joke (a Generation, ready to show)
     writer.py       JokeWriter: the model loaded once, writing jokes; clean mode's retries
     originality.py  is the joke new? the nearest training joke

@@ -16,7 +16,8 @@ from model.flow import Node
 from model.knockout import MODES
 from model.roles import KINDS
 from serving.errors import RequestError
-from serving.explainer import Candidate, Explainer, FlowView, surprisal_bits, written
+from serving.explainer import Explainer, surprisal_bits, written
+from serving.explanations import Candidate, FlowView
 from serving.joke import Joke, Version
 from serving.originality import Originality, OriginalityCheck
 from serving.trace import trace_json

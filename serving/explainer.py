@@ -28,9 +28,9 @@ makes later tokens irrelevant), compiled for those three lengths.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -42,78 +42,29 @@ from data.tokenizer import token_strings
 from model.ablation import importance_map, knockout_effect
 from model.attribution import gradient_times_input, integrated_gradients
 from model.checkpoint import load_head_means, load_head_roles
-from model.flow import Flow, FlowGraph, attention_rollout, flow_graph, information_flow, token_flow
+from model.flow import Flow, attention_rollout, flow_graph, information_flow, token_flow
 from model.generate import CANDIDATES, Generation
 from model.knockout import MEAN, MODES, ZERO, knockout
 from model.lens import lens_log_probs, read_lens
 from model.trace import trace
 from serving.errors import RequestError
+from serving.explanations import (
+    AttributionView,
+    Candidate,
+    FlowView,
+    KnockoutView,
+    LayerGuess,
+    LensView,
+    SetupPunchline,
+)
 from serving.joke import Joke, JokeRequest
 from serving.writer import JokeWriter
 
 LENS_TOP = 3  # guesses shown per layer
 FLOW_THRESHOLD = 0.04  # the graph's default: LLM Transparency Tool's
 BITS = 1 / math.log(2)  # natural-log differences times this are differences in bits
+FLOW_JOKES = 8  # jokes whose whole flow is kept: clicks on their tokens compute no flow
 PATH_SHARES = (4, 2, 1)  # integrated gradients read a quarter, half or all of the context
-
-
-@dataclass(frozen=True)
-class Candidate:
-    token_id: int
-    label: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class LayerGuess:
-    layer: int  # 0: the embeddings alone; l: after block l (the last is the model's output)
-    top: list[Candidate]
-    chosen_probability: float  # of the written token
-    chosen_rank: int  # 0: the layer's top guess
-
-
-@dataclass(frozen=True)
-class LensView:
-    step: int
-    token_id: int  # the written token
-    predicting: str  # its label
-    layers: list[LayerGuess]
-    commitment: int | None  # from this layer on the top guess is the written token
-    heatmap: np.ndarray  # (L+1, written): each layer's probability of each written token
-
-
-@dataclass(frozen=True)
-class SetupPunchline:
-    """Which setup tokens the punchline's tokens drew on, by information flow."""
-
-    setup: list[int]  # positions of the setup's tokens (after the start token)
-    punchline: list[int]  # positions of the punchline's tokens (the end-of-joke token aside)
-    total: np.ndarray  # (P, S): the share of each punchline token's predicting stream that
-    #                    came from each setup token, every route through every layer
-    per_layer: np.ndarray  # (L, P, S): what each layer's attention read from the setup directly
-
-
-@dataclass(frozen=True)
-class FlowView:
-    step: int
-    position: int  # the stream the output reads to predict written token `step`
-    threshold: float
-    graph: FlowGraph
-    token_flow: np.ndarray  # (position + 1,): the share of that stream from each token
-    rollout: np.ndarray  # (position + 1,): attention rollout's approximation of the same
-    setup_punchline: SetupPunchline | None  # None: no question and answer, no line break
-
-
-@dataclass(frozen=True)
-class AttributionView:
-    step: int
-    position: int  # the stream that predicts written token `step`
-    gradient_times_input: np.ndarray  # (position + 1,): per token, in nats of log p
-    attention: np.ndarray  # (position + 1,): the attention paid from `position`, mean over
-    #                        every layer and head
-    integrated: np.ndarray | None  # (position + 1,): integrated gradients, when asked for
-    completeness_gap: float | None  # sum of integrated - (log p(real) - log p(embeddings 0))
-    change: float | None  # log p(real) - log p(embeddings 0)
 
 
 def punchline_start(pieces: Sequence[str]) -> int | None:
@@ -123,18 +74,6 @@ def punchline_start(pieces: Sequence[str]) -> int | None:
         if ("?" in piece or "\n" in piece) and "".join(pieces[index + 1 :]).strip():
             return index + 1
     return None
-
-
-@dataclass(frozen=True)
-class KnockoutView:
-    step: int
-    heads: list[tuple[int, int]]
-    mode: str
-    before: list[Candidate]  # the top five with every head
-    after: list[Candidate]  # the top five with the heads off
-    chosen_before: float  # the written token's probability with every head
-    chosen_after: float
-    change_bits: float  # log2 p(after) - log2 p(before) of the written token
 
 
 def surprisal_bits(generation: Generation) -> np.ndarray:
@@ -176,6 +115,8 @@ class Explainer:
             return information_flow(model, tokens), trace(model, tokens).attention
 
         self._flow = jax.jit(flow)
+        # In memory only, never written anywhere; at most about 1 MB a joke.
+        self._joke_flow = functools.lru_cache(maxsize=FLOW_JOKES)(self._whole_flow)
 
         def gradient(weights, tokens, position, chosen):
             model = model_of(weights)
@@ -314,6 +255,28 @@ class Explainer:
         """How information reached written token `step`: the graph of every contribution of
         at least `threshold` into the stream that predicts it, and the flow per token."""
         position = prompt_length + step - 1
+        flow, shares, rollout, setup_punchline = self._joke_flow(tuple(token_ids))
+        return FlowView(
+            step=step,
+            position=position,
+            threshold=threshold,
+            graph=flow_graph(flow, position, threshold),
+            token_flow=shares[position, : position + 1],
+            rollout=rollout[position, : position + 1],
+            setup_punchline=setup_punchline,
+        )
+
+    def forget_flows(self) -> None:
+        """Drop the kept flows: the next flow of any joke is computed whole."""
+        self._joke_flow.cache_clear()
+
+    def _whole_flow(
+        self, token_ids: tuple[int, ...]
+    ) -> tuple[Flow, np.ndarray, np.ndarray, SetupPunchline | None]:
+        """The flow of every stream of a joke, the same for each of its steps: the
+        contributions, each token's share of each stream (T, T), attention rollout (T, T) and
+        setup -> punchline. Kept for the last FLOW_JOKES jokes (`_joke_flow`), so that a click
+        on another token of the same joke only draws its graph."""
         flow, attention = self._flow(self.weights, self._padded(token_ids))
         length = len(token_ids)
         # NumPy before any slicing: slicing a jax.Array compiles a program for each length.
@@ -325,15 +288,7 @@ class Explainer:
         shares = token_flow(flow)
         attention = np.asarray(attention, np.float64)[0, :, :, :length, :length]  # (L, H, T, T)
         rollout = attention_rollout(attention)
-        return FlowView(
-            step=step,
-            position=position,
-            threshold=threshold,
-            graph=flow_graph(flow, position, threshold),
-            token_flow=shares[position, : position + 1],
-            rollout=rollout[position, : position + 1],
-            setup_punchline=self._setup_punchline(token_ids, flow, shares),
-        )
+        return flow, shares, rollout, self._setup_punchline(token_ids, flow, shares)
 
     def _setup_punchline(
         self, token_ids: Sequence[int], flow: Flow, shares: np.ndarray

@@ -7,12 +7,9 @@ a Joke adds only what showing it needs: the request that asked for it and displa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from model.generate import Generation, SamplingSettings
-
-if TYPE_CHECKING:
-    from serving.explainer import LensView
+from serving.explanations import LensView
 
 
 @dataclass(frozen=True)

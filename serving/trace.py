@@ -23,7 +23,8 @@ from model.config import GPTConfig
 from model.generate import Generation, SamplingSettings
 from model.roles import HeadRoles
 from serving.errors import RequestError
-from serving.explainer import Candidate, Explainer, LayerGuess, LensView
+from serving.explainer import Explainer
+from serving.explanations import Candidate, LayerGuess, LensView
 from serving.joke import Joke, JokeRequest, Version
 
 FORMAT = "punchline-trace-v1"

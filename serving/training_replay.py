@@ -18,7 +18,8 @@ from model.checkpoint import model_from_parameters
 from model.roles import KINDS
 from model.snapshots import Snapshot, Snapshots, load_snapshots
 from serving.errors import RequestError
-from serving.explainer import Explainer, LensView
+from serving.explainer import Explainer
+from serving.explanations import LensView
 from serving.joke import Joke, JokeRequest
 from serving.validation import validate_snapshot
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from serving.explainer import KnockoutView, LensView
+from serving.explanations import KnockoutView, LensView
 from ui.rendering import _attr, _rgb, colours, surprise_colour
 
 # ColorBrewer RdBu ends: red when a knockout lowers the token's probability, blue when it helps.

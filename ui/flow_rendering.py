@@ -13,7 +13,7 @@ import html
 import numpy as np
 
 from model.flow import ATTENTION, BLOCK, EMBEDDING, FEED_FORWARD, Node
-from serving.explainer import AttributionView, FlowView, SetupPunchline
+from serving.explanations import AttributionView, FlowView, SetupPunchline
 from ui.analysis_rendering import IMPORTANCE_SCALE_BITS, effect_colour
 from ui.rendering import _attr, _rgb, colours, short
 
