@@ -92,6 +92,7 @@ class Explainer:
         self.head_means = load_head_means(writer.folder, c)
         self.head_roles = load_head_roles(writer.folder, c)  # None: the folder has none
         self.zeros = np.zeros((c.n_layer, c.n_head, c.d_head), np.float32)
+        self.blank = np.int32(writer.end_of_joke)  # integrated gradients' baseline token
         graphdef, params = nnx.split(writer.model)
         structure = jax.tree.structure(params)
         self.weights = jax.tree.leaves(params)
@@ -171,7 +172,7 @@ class Explainer:
         self.attribution(ids, 1, 0)
         for length in self.path_lengths:
             tokens = self._padded(ids)[:, :length]
-            self._integrated(self.weights, tokens, np.int32(0), np.int32(0))
+            self._integrated(self.weights, tokens, np.int32(0), np.int32(0), self.blank)
 
     # Each analysis reads a sequence `token_ids` whose first `prompt_length` tokens are the
     # start token and the prompt; `step` counts the written tokens after them.
@@ -320,7 +321,7 @@ class Explainer:
         result = None
         if integrated:
             length = next(n for n in self.path_lengths if n > position)
-            result = self._integrated(self.weights, padded[:, :length], at, chosen)
+            result = self._integrated(self.weights, padded[:, :length], at, chosen, self.blank)
         return AttributionView(
             step=step,
             position=position,

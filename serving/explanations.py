@@ -66,8 +66,8 @@ class AttributionView:
     attention: np.ndarray  # (position + 1,): the attention paid from `position`, mean over
     #                        every layer and head
     integrated: np.ndarray | None  # (position + 1,): integrated gradients, when asked for
-    completeness_gap: float | None  # sum of integrated - (log p(real) - log p(embeddings 0))
-    change: float | None  # log p(real) - log p(embeddings 0)
+    completeness_gap: float | None  # sum of integrated - (log p(real) - log p(baseline))
+    change: float | None  # log p(real) - log p(start token in every place)
 
 
 @dataclass(frozen=True)

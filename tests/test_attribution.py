@@ -17,6 +17,7 @@ from model.attribution import (
 from tests.test_inspect import VARIANTS, make_model, tokens
 
 POSITION, CHOSEN = 6, 7  # read after token 6, the probability of token id 7
+BLANK = jnp.int32(0)  # integrated gradients' baseline token
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -48,8 +49,8 @@ def test_gradient_times_input_is_the_derivative_along_each_embedding(variant):
 def test_integrated_gradients_add_up_to_the_change_they_explain():
     model, t = make_model(), tokens(10)
     integrated = nnx.jit(integrated_gradients, static_argnames="steps")
-    few = integrated(model, t, jnp.int32(POSITION), CHOSEN, steps=2)
-    many = integrated(model, t, jnp.int32(POSITION), CHOSEN, steps=64)
+    few = integrated(model, t, jnp.int32(POSITION), CHOSEN, BLANK, steps=2)
+    many = integrated(model, t, jnp.int32(POSITION), CHOSEN, BLANK, steps=64)
     for result in (few, many):
         gap = float(result.attribution.sum() - result.change)
         assert float(result.gap) == pytest.approx(gap, abs=1e-5)
@@ -58,11 +59,15 @@ def test_integrated_gradients_add_up_to_the_change_they_explain():
     # Completeness: with enough steps, the attributions add up to the change.
     assert abs(float(many.gap)) < 0.02 * abs(float(many.change)) + 1e-3
     assert abs(float(many.gap)) < abs(float(few.gap))
-    # The change is f(real) - f(embeddings 0), computed directly.
-    embeddings, position_part = token_and_position_parts(model, t)
-    real = chosen_log_prob(model, embeddings + position_part, jnp.int32(POSITION), CHOSEN)
-    none = chosen_log_prob(model, position_part, jnp.int32(POSITION), CHOSEN)
+    # The change is f(real) - f(the blank token in every place), computed directly.
+    real = chosen_log_prob(model, model.embed(t, jnp.arange(10)), jnp.int32(POSITION), CHOSEN)
+    blank = jnp.full_like(t, BLANK)
+    none = chosen_log_prob(model, model.embed(blank, jnp.arange(10)), jnp.int32(POSITION), CHOSEN)
     assert float(many.change) == pytest.approx(float(real[0] - none[0]), abs=1e-5)
+    # A token that is the blank itself gets exactly 0.
+    with_blank = t.at[0, 2].set(BLANK)
+    result = integrated(model, with_blank, jnp.int32(POSITION), CHOSEN, BLANK, steps=4)
+    assert float(result.attribution[2]) == 0
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -71,8 +76,8 @@ def test_integrated_gradients_need_no_token_after_the_position(variant):
     the causal mask makes that exact."""
     model, t = make_model(variant), tokens(16)
     integrated = nnx.jit(integrated_gradients, static_argnames="steps")
-    whole = integrated(model, t, jnp.int32(POSITION), CHOSEN, steps=4)
-    cut = integrated(model, t[:, : POSITION + 1], jnp.int32(POSITION), CHOSEN, steps=4)
+    whole = integrated(model, t, jnp.int32(POSITION), CHOSEN, BLANK, steps=4)
+    cut = integrated(model, t[:, : POSITION + 1], jnp.int32(POSITION), CHOSEN, BLANK, steps=4)
     np.testing.assert_allclose(
         whole.attribution[: POSITION + 1], cut.attribution, rtol=1e-4, atol=1e-6
     )
