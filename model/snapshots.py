@@ -3,7 +3,7 @@ what their heads did then, for the app's attention over training (serving/traini
 
     snapshot-STEP.safetensors  one per snapshot: its matrices as int8 with a float32 scale per
                            column (`quantize`, under "NAME@scale"), its vectors as float16;
-                           about 4.3 MB each for the shipped model
+                           about 5.3 MB each for the shipped model
     snapshots.json         their steps, fractions of the run, tokens seen, head roles, and a
                            note on the run they come from
 

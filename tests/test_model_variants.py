@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +17,6 @@ from model.checkpoint import CheckpointError, load_model, parameters_to_flat, sa
 from model.config import ACTIVATION_KINDS, NORM_KINDS, POSITIONAL_KINDS, GPTConfig
 from model.gpt import GPT
 
-SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "punchline"
 BASE = GPTConfig(vocab_size=400, block_size=12, n_layer=2, n_head=2, d_model=16, d_ff=32)
 # (norm, activation, qk_norm, bias, positional): 72 in all. Every fifth of them (5 is prime to
 # each axis' length, so every value of every axis occurs, in changing company) and the three
@@ -87,10 +85,17 @@ def test_a_model_folder_round_trip_is_bit_identical(combination, tmp_path, joke_
     np.testing.assert_array_equal(loaded(tokens)[0], model(tokens)[0])
 
 
-def test_the_shipped_model_folder_still_loads_as_the_classic_model():
-    model, _, _ = load_model(SHIPPED)  # its config.json predates the new fields
-    config = model.config
-    assert (config.norm, config.activation, config.qk_norm, config.bias) == GPT2[:4]
+def test_a_folder_from_before_the_modern_fields_loads_as_the_classic_model(
+    tmp_path, joke_tokenizer
+):
+    model = randomised_model(GPT2, vocab_size=joke_tokenizer.get_vocab_size())
+    folder = save_model(model, joke_tokenizer, tmp_path / "model", {})
+    config = json.loads((folder / "config.json").read_text())
+    older = {k: v for k, v in config.items() if k not in ("norm", "activation", "qk_norm", "bias")}
+    (folder / "config.json").write_text(json.dumps(older))  # as the first releases wrote it
+    loaded, _, _ = load_model(folder, verify=False)
+    c = loaded.config
+    assert (c.norm, c.activation, c.qk_norm, c.bias, c.positional) == GPT2
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 
 During training, `save_snapshot` writes RUN/snapshots/step-NNNNNN.safetensors (float16) at
 the steps `snapshot_steps` picks (--snapshots: fractions of the run's steps). At export they
-go into the model folder in int8 (model/checkpoint.py quantize: six snapshots of the shipped
-model's size take about 26 MB) with each one's head roles. To add a run's snapshots
+go into the model folder in int8 (model/snapshots.py quantize: each snapshot of the shipped
+model takes 5.3 MB) with each one's head roles. To add a run's snapshots
 to a folder exported without them (a run trained from scratch with --tokenizer-from FOLDER,
 whose token ids are the folder's):
 
