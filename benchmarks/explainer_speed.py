@@ -15,9 +15,8 @@ JokeWriter.warm_up() and Explainer.warm_up(), as the app runs them (serving/):
   mean mode where the folder ships mean head outputs (else zero), the information flow, and
   gradient x input without and with integrated gradients. Goal (GOAL_MS): the worst
   length's median at most 100 ms for the first three, 200 ms for the others, on 2 cores.
-  Reported, not held to a goal: the flow of the token before, once the joke's flow is kept
-  (a click on another token of the same joke), and rewrite and branch from written token 0,
-  which write the continuation again;
+  Rewrite and branch from written token 0 write the continuation again: reported, not held
+  to a goal;
 - JAX compilations during every measured call (jax_log_compiles): after warm-up, none;
 - for a joke that fills the context: the bytes of HTML the page receives when it is
   finished (every view of its last token), against the goal "one joke's full trace sent to
@@ -64,9 +63,8 @@ GOAL_MS = {"lens": 100.0, "knockout": 100.0, "importance": 100.0, "flow": 200.0,
            "attribution": 200.0, "integrated": 200.0}  # fmt: skip
 GOAL_BYTES = 1_000_000  # one joke's full trace sent to the page
 SINGLE_STEP = tuple(GOAL_MS)
-# Reported, not held to a goal: the flow of another token of a joke already analysed (its whole
-# flow is kept), and writing the rest of the joke again.
-REPORTED = ("flow_again", "rewrite", "branch")
+# Reported, not held to a goal: writing the rest of the joke again.
+REPORTED = ("rewrite", "branch")
 HEADS = [(0, 0), (1, 1)]
 SAMPLING = (0.8, 50, 0.95)  # temperature, top_k, top_p: the app's defaults
 # Long joke-like text: the prompt is its last words, as many tokens as a length needs.
@@ -137,11 +135,7 @@ def time_analyses(
         "lens": lambda: explainer.lens(ids, prompt_length, last),
         "knockout": lambda: explainer.knockout(ids, prompt_length, last, HEADS, mode),
         "importance": lambda: explainer.importance(ids, prompt_length, last, mode),
-        "flow": lambda: (
-            explainer.forget_flows(),  # a joke's first flow: the whole analysis
-            explainer.flow(ids, prompt_length, last, FLOW_THRESHOLD),
-        ),
-        "flow_again": lambda: explainer.flow(ids, prompt_length, max(last - 1, 0), FLOW_THRESHOLD),
+        "flow": lambda: explainer.flow(ids, prompt_length, last, FLOW_THRESHOLD),
         "attribution": lambda: explainer.attribution(ids, prompt_length, last),
         "integrated": lambda: explainer.attribution(ids, prompt_length, last, integrated=True),
         "rewrite": lambda: explainer.rewrite(joke, 0, HEADS, mode),

@@ -28,7 +28,6 @@ makes later tokens irrelevant), compiled for those three lengths.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
@@ -63,7 +62,6 @@ from serving.writer import JokeWriter
 LENS_TOP = 3  # guesses shown per layer
 FLOW_THRESHOLD = 0.04  # the graph's default: LLM Transparency Tool's
 BITS = 1 / math.log(2)  # natural-log differences times this are differences in bits
-FLOW_JOKES = 8  # jokes whose whole flow is kept: clicks on their tokens compute no flow
 PATH_SHARES = (4, 2, 1)  # integrated gradients read a quarter, half or all of the context
 
 
@@ -116,8 +114,6 @@ class Explainer:
             return information_flow(model, tokens), trace(model, tokens).attention
 
         self._flow = jax.jit(flow)
-        # In memory only, never written anywhere; at most about 1 MB a joke.
-        self._joke_flow = functools.lru_cache(maxsize=FLOW_JOKES)(self._whole_flow)
 
         def gradient(weights, tokens, position, chosen):
             model = model_of(weights)
@@ -256,7 +252,7 @@ class Explainer:
         """How information reached written token `step`: the graph of every contribution of
         at least `threshold` into the stream that predicts it, and the flow per token."""
         position = prompt_length + step - 1
-        flow, shares, rollout, setup_punchline = self._joke_flow(tuple(token_ids))
+        flow, shares, rollout, setup_punchline = self._whole_flow(token_ids)
         return FlowView(
             step=step,
             position=position,
@@ -267,17 +263,12 @@ class Explainer:
             setup_punchline=setup_punchline,
         )
 
-    def forget_flows(self) -> None:
-        """Drop the kept flows: the next flow of any joke is computed whole."""
-        self._joke_flow.cache_clear()
-
     def _whole_flow(
-        self, token_ids: tuple[int, ...]
+        self, token_ids: Sequence[int]
     ) -> tuple[Flow, np.ndarray, np.ndarray, SetupPunchline | None]:
         """The flow of every stream of a joke, the same for each of its steps: the
         contributions, each token's share of each stream (T, T), attention rollout (T, T) and
-        setup -> punchline. Kept for the last FLOW_JOKES jokes (`_joke_flow`), so that a click
-        on another token of the same joke only draws its graph."""
+        setup -> punchline."""
         flow, attention = self._flow(self.weights, self._padded(token_ids))
         length = len(token_ids)
         # NumPy before any slicing: slicing a jax.Array compiles a program for each length.

@@ -272,6 +272,7 @@ def test_follow_the_information_flow_attribution_and_setup_punchline(browser: Br
     threshold.blur()
     expect(flow).to_contain_text("at threshold 1%")
     edges = flow.locator("path.pl-edge")
+    expect(edges).not_to_have_count(few)  # waits while the new graph is drawn
     assert edges.count() > few
     edges.first.click(force=True)  # thin lines: click where the path is, not its box centre
     expect(flow.locator(".pl-flow-detail")).to_contain_text("→")

@@ -55,21 +55,6 @@ def test_the_flow_graph_leads_from_earlier_tokens_to_the_predicting_stream(write
     assert all(e["weight"] >= 0.3 for e in pruned["edges"])
 
 
-def test_a_jokes_whole_flow_is_computed_once_for_all_its_tokens(writer, explainer):
-    g = trunk_joke(writer, *SENT).generation
-    explainer.forget_flows()
-    first = explainer.flow(g.token_ids, g.prompt_length, STEP, 0.04)
-    hits = explainer._joke_flow.cache_info().hits
-    again = explainer.flow(g.token_ids, g.prompt_length, STEP - 1, 0.04)
-    assert explainer._joke_flow.cache_info().hits == hits + 1  # no flow computed for it
-    explainer.forget_flows()
-    fresh = explainer.flow(g.token_ids, g.prompt_length, STEP - 1, 0.04)
-    assert explainer._joke_flow.cache_info().misses == 1
-    np.testing.assert_array_equal(again.token_flow, fresh.token_flow)
-    np.testing.assert_array_equal(again.rollout, fresh.rollout)
-    assert again.graph == fresh.graph and again.position == first.position - 1
-
-
 def test_a_joke_with_a_question_and_an_answer_shows_what_the_punchline_drew_on(
     writer, explainer, ask
 ):
