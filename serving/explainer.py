@@ -252,23 +252,6 @@ class Explainer:
         """How information reached written token `step`: the graph of every contribution of
         at least `threshold` into the stream that predicts it, and the flow per token."""
         position = prompt_length + step - 1
-        flow, shares, rollout, setup_punchline = self._whole_flow(token_ids)
-        return FlowView(
-            step=step,
-            position=position,
-            threshold=threshold,
-            graph=flow_graph(flow, position, threshold),
-            token_flow=shares[position, : position + 1],
-            rollout=rollout[position, : position + 1],
-            setup_punchline=setup_punchline,
-        )
-
-    def _whole_flow(
-        self, token_ids: Sequence[int]
-    ) -> tuple[Flow, np.ndarray, np.ndarray, SetupPunchline | None]:
-        """The flow of every stream of a joke, the same for each of its steps: the
-        contributions, each token's share of each stream (T, T), attention rollout (T, T) and
-        setup -> punchline."""
         flow, attention = self._flow(self.weights, self._padded(token_ids))
         length = len(token_ids)
         # NumPy before any slicing: slicing a jax.Array compiles a program for each length.
@@ -280,7 +263,15 @@ class Explainer:
         shares = token_flow(flow)
         attention = np.asarray(attention, np.float64)[0, :, :, :length, :length]  # (L, H, T, T)
         rollout = attention_rollout(attention)
-        return flow, shares, rollout, self._setup_punchline(token_ids, flow, shares)
+        return FlowView(
+            step=step,
+            position=position,
+            threshold=threshold,
+            graph=flow_graph(flow, position, threshold),
+            token_flow=shares[position, : position + 1],
+            rollout=rollout[position, : position + 1],
+            setup_punchline=self._setup_punchline(token_ids, flow, shares),
+        )
 
     def _setup_punchline(
         self, token_ids: Sequence[int], flow: Flow, shares: np.ndarray
