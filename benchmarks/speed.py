@@ -235,7 +235,7 @@ def generation_model(config: GPTConfig, shipped: bool) -> tuple[GPT, int, str]:
     from data.tokenizer import end_of_joke_id
     from model.checkpoint import load_model
 
-    if shipped and (SHIPPED / "model.safetensors").is_file():
+    if shipped and (SHIPPED / "config.json").is_file():
         model, tokenizer, _ = load_model(SHIPPED)
         return model, end_of_joke_id(tokenizer), str(SHIPPED.relative_to(ROOT))
     return GPT(config, rngs=nnx.Rngs(0)), 0, "random weights"
@@ -331,7 +331,7 @@ def run(
     results |= benchmark_generation(model, end_of_joke, jokes=2 if quick else 5)
     print(f"generation: {results['gen_ms_per_token']:.2f} ms/token", flush=True)
     results["app_ready_s"] = None
-    if app and shipped and (SHIPPED / "model.safetensors").is_file():
+    if app and shipped and (SHIPPED / "config.json").is_file():
         results |= benchmark_app(SHIPPED, JOKE_TOKENS)
     return results
 

@@ -1,6 +1,7 @@
 """The model folder: what `train.py` exports, the app loads and git ships.
 
-    model.safetensors  the weights, one named tensor per parameter (no pickle)
+    model.safetensors  the weights, one named tensor per parameter (no pickle); weights over
+                       8 MB as shards and an index instead (model/weight_files.py)
     config.json        the GPTConfig that gives every size
     tokenizer.json     the byte-level BPE tokenizer the model was trained with
     metadata.json      data sources and counts, steps, tokens seen, validation figures
@@ -43,9 +44,18 @@ from tokenizers import Tokenizer
 from model.config import ConfigError, GPTConfig
 from model.gpt import GPT
 from model.roles import HeadRoles
+from model.weight_files import (
+    SHARD_BYTES,
+    STORAGE_DTYPES,
+    WEIGHTS,
+    CheckpointError,
+    read_weights,
+    save_weights,
+    weight_files,
+    weights_path,
+)
 
-WEIGHTS, CONFIG, TOKENIZER, METADATA, MANIFEST = (
-    "model.safetensors",
+CONFIG, TOKENIZER, METADATA, MANIFEST = (
     "config.json",
     "tokenizer.json",
     "metadata.json",
@@ -62,12 +72,7 @@ SNAPSHOT_FILE = re.compile(r"snapshot-\d+\.safetensors")
 # Files an older folder may lack; when present they are signed like the required ones.
 OPTIONAL = (HEAD_MEANS, ORIGINALITY_INDEX, HEAD_ROLES, SNAPSHOT_INDEX)
 HEAD_ANALYSES_FIX = "python -m training.head_analyses"  # recomputes head means and roles
-REQUIRED = (WEIGHTS, CONFIG, TOKENIZER, METADATA)
-STORAGE_DTYPES = {"float32": np.float32, "bfloat16": jnp.bfloat16}
-
-
-class CheckpointError(Exception):
-    """A model folder that cannot be used; the message names the file and the fix."""
+REQUIRED = (CONFIG, TOKENIZER, METADATA)  # beside the weights' files
 
 
 def _sha256(path: Path) -> str:
@@ -113,13 +118,15 @@ def save_model(
     head_means: np.ndarray | None = None,
     originality_index: dict[str, np.ndarray] | None = None,
     head_roles: HeadRoles | None = None,
+    max_shard_bytes: int = SHARD_BYTES,
 ) -> Path:
-    """Write a model folder (see the module docstring); returns its path."""
+    """Write a model folder (see the module docstring); returns its path. Weights larger
+    than `max_shard_bytes` are written as shards and an index."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     storage = STORAGE_DTYPES[dtype]
     tensors = {k: np.asarray(v).astype(storage) for k, v in parameters_to_flat(model).items()}
-    save_file(tensors, folder / WEIGHTS)
+    save_weights(tensors, folder, max_shard_bytes)
     (folder / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     tokenizer.save(str(folder / TOKENIZER))
     (folder / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
@@ -147,7 +154,7 @@ def optional_files(folder: Path, listed: Iterable[str] = ()) -> list[str]:
 
 def sign(folder: Path) -> None:
     """Write manifest.json: the sha256 of every file of the folder (see the docstring)."""
-    files = [*REQUIRED, *optional_files(folder)]
+    files = [*weight_files(folder), *REQUIRED, *optional_files(folder)]
     manifest = {name: _sha256(folder / name) for name in files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -233,10 +240,11 @@ def load_originality_index(folder: str | Path) -> dict[str, np.ndarray] | None:
 def _check_manifest(folder: Path) -> None:
     manifest_path = folder / MANIFEST
     for name in (WEIGHTS, CONFIG, TOKENIZER, METADATA, MANIFEST):
-        if not (folder / name).is_file():
+        if not (folder / name).is_file() and (name != WEIGHTS or not weight_files(folder)):
             raise CheckpointError(
                 f"{folder / name} is missing: export the model again with train.py "
-                f"(a model folder needs {WEIGHTS}, {CONFIG}, {TOKENIZER}, {METADATA}, {MANIFEST})"
+                f"(a model folder needs {WEIGHTS} or its shards, {CONFIG}, {TOKENIZER}, "
+                f"{METADATA}, {MANIFEST})"
             )
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -244,7 +252,7 @@ def _check_manifest(folder: Path) -> None:
         raise CheckpointError(f"{manifest_path} is not valid JSON ({error})") from None
     # Every file must be listed: an edited manifest that leaves one out would switch its check off.
     listed = manifest if isinstance(manifest, dict) else {}
-    signed = (*REQUIRED, *optional_files(folder, listed))
+    signed = (*weight_files(folder, listed), *REQUIRED, *optional_files(folder, listed))
     if not isinstance(manifest, dict) or sorted(manifest) != sorted(signed):
         raise CheckpointError(
             f"{manifest_path} must map exactly {', '.join(signed)} to their sha256: "
@@ -310,18 +318,15 @@ def load_model(folder: str | Path, verify: bool = True) -> tuple[GPT, Tokenizer,
     if verify:
         _check_manifest(folder)
     config = load_config(folder)
-    weights_path = folder / WEIGHTS
-    try:
-        tensors = load_file(weights_path)
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{weights_path} cannot be read ({error})") from None
+    weights, where = read_weights(folder)
+    weights_file = weights_path(folder)
     # Building even the abstract model takes time for every block (seconds each for a
     # hundred), so a config.json that claims far more blocks than the weights hold is
     # refused before anything is built.
-    blocks = {name.split(".")[1] for name in tensors if name.startswith("blocks.")}
+    blocks = {name.split(".")[1] for name in weights if name.startswith("blocks.")}
     if len(blocks) != config.n_layer:
         raise CheckpointError(
-            f"{weights_path} holds {len(blocks)} transformer blocks but {CONFIG} says "
+            f"{weights_file} holds {len(blocks)} transformer blocks but {CONFIG} says "
             f"n_layer={config.n_layer}; export config and weights together"
         )
     # Build the model's shapes without computing anything, then check every tensor.
@@ -330,34 +335,18 @@ def load_model(folder: str | Path, verify: bool = True) -> tuple[GPT, Tokenizer,
     except (TypeError, ValueError) as error:  # sizes that pass validate() but build no model
         raise CheckpointError(f"{folder / CONFIG} describes no buildable model ({error})") from None
     expected = {k: v.shape for k, v in parameters_to_flat(abstract).items()}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{weights_path} does not fit {CONFIG}: missing {missing[:3]}, "
+            f"{weights_file} does not fit {CONFIG}: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}; export config and weights together"
         )
     for name, shape in expected.items():
-        if tuple(tensors[name].shape) != tuple(shape):
+        if tuple(weights[name].shape) != tuple(shape):
             raise CheckpointError(
-                f"{weights_path}: {name} has shape {tuple(tensors[name].shape)} but "
+                f"{where[name]}: {name} has shape {tuple(weights[name].shape)} but "
                 f"{CONFIG} implies {tuple(shape)}; export config and weights together"
-            )
-    weights = {}
-    for name, tensor in tensors.items():
-        # save_model writes float32 or bfloat16; integers of the right byte length would
-        # otherwise load as nonsense weights.
-        if tensor.dtype not in STORAGE_DTYPES.values():
-            raise CheckpointError(
-                f"{weights_path}: {name} is stored as {tensor.dtype}, not float32 or bfloat16; "
-                f"export the model again"
-            )
-        weights[name] = tensor.astype(np.float32)
-        # A damaged exponent byte turns a weight into inf or NaN: every output would be NaN.
-        if not np.isfinite(weights[name]).all():
-            raise CheckpointError(
-                f"{weights_path}: {name} holds NaN or infinite values; the file is damaged "
-                f"or the run diverged: restore it or export the model again"
             )
     tokenizer_path = folder / TOKENIZER
     try:
