@@ -131,6 +131,12 @@ def trunk_joke(writer: JokeWriter, *sent: Any) -> Joke:
     return joke
 
 
+def trunk_joke_at(writer: JokeWriter, sent: tuple[Any, ...], step: Any) -> tuple[Joke, int]:
+    """The joke `sent` writes (trunk_joke) and `step` checked to be one of its written tokens."""
+    joke = trunk_joke(writer, *sent)
+    return joke, validate_step(step, len(written(joke)))
+
+
 def candidates_json(tokenizer: Tokenizer, candidates: list[Candidate]) -> list[dict[str, Any]]:
     names = token_strings(tokenizer, [c.token_id for c in candidates])
     return [
@@ -141,9 +147,8 @@ def candidates_json(tokenizer: Tokenizer, candidates: list[Candidate]) -> list[d
 
 def lens_json(writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any) -> dict[str, Any]:
     """The /lens answer: what each layer would have predicted at written token `step`."""
-    joke = trunk_joke(writer, *sent)
+    joke, step = trunk_joke_at(writer, sent, step)
     g = joke.generation
-    step = validate_step(step, len(written(joke)))
     view = explainer.lens(g.token_ids, g.prompt_length, step)
     return {
         "step": step,
@@ -169,9 +174,8 @@ def knockout_json(
 ) -> dict[str, Any]:
     """The /knockout answer: the top five at `step` with and without `heads`, and the rest
     of the joke written again without them."""
-    joke = trunk_joke(writer, *sent)
+    joke, step = trunk_joke_at(writer, sent, step)
     g, c = joke.generation, writer.config
-    step = validate_step(step, len(written(joke)))
     heads = validate_heads(heads, c.n_layer, c.n_head)
     mode = validate_choice("mode", mode, MODES)  # explainer.replacement: is it shipped?
     view = explainer.knockout(g.token_ids, g.prompt_length, step, heads, mode)
@@ -198,9 +202,8 @@ def importance_json(
     writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any, mode: Any
 ) -> dict[str, Any]:
     """The /importance answer: the layers x heads map of single-head knockout effects."""
-    joke = trunk_joke(writer, *sent)
+    joke, step = trunk_joke_at(writer, sent, step)
     g = joke.generation
-    step = validate_step(step, len(written(joke)))
     mode = validate_choice("mode", mode, MODES)  # explainer.replacement: is it shipped?
     grid = explainer.importance(g.token_ids, g.prompt_length, step, mode)
     return {
@@ -217,8 +220,7 @@ def branch_json(
 ) -> dict[str, Any]:
     """The /branch answer: the joke with `token_id` at `step`, written on with its seed, as
     /generate describes a joke (without `nearest`)."""
-    joke = trunk_joke(writer, *sent)
-    step = validate_step(step, len(written(joke)))
+    joke, step = trunk_joke_at(writer, sent, step)
     token_id = validate_token_id(token_id, writer.config.vocab_size)
     branch = explainer.branch(joke, step, token_id)
     return {"step": step, "token_id": token_id, **joke_json(writer.tokenizer, branch, None)}
@@ -264,9 +266,8 @@ def flow_json(
     writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any, threshold: Any
 ) -> dict[str, Any]:
     """The /flow answer: how information reached written token `step` (model/flow.py)."""
-    joke = trunk_joke(writer, *sent)
+    joke, step = trunk_joke_at(writer, sent, step)
     g = joke.generation
-    step = validate_step(step, len(written(joke)))
     threshold = validate_threshold(threshold)
     view = explainer.flow(g.token_ids, g.prompt_length, step, threshold)
     tokens = token_strings(writer.tokenizer, g.token_ids)
@@ -277,9 +278,8 @@ def attribution_json(
     writer: JokeWriter, explainer: Explainer, *sent: Any, step: Any, integrated: Any
 ) -> dict[str, Any]:
     """The /attribution answer: gradient x input (and integrated gradients) at `step`."""
-    joke = trunk_joke(writer, *sent)
+    joke, step = trunk_joke_at(writer, sent, step)
     g = joke.generation
-    step = validate_step(step, len(written(joke)))
     integrated = validate_flag("integrated", integrated)
     view = explainer.attribution(g.token_ids, g.prompt_length, step, integrated)
     rounded = None if view.integrated is None else np.round(view.integrated, 4).tolist()

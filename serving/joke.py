@@ -37,6 +37,12 @@ class Joke:
     traced_lens: list[LensView] | None = None
 
     @property
+    def replayed(self) -> bool:
+        """Read from a trace: the views show what the trace holds, and nothing that would run
+        the model (knockouts, branches, flow, attribution, snapshots) is offered."""
+        return self.traced_lens is not None
+
+    @property
     def text(self) -> str:
         """The joke as shown: the opening words as the model read them, then its own words."""
         return self.request.prompt + self.written

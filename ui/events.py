@@ -240,7 +240,7 @@ class Handlers:
                 explain.knockout_result: "",
             }
         written = joke.labels[g.prompt_length :]
-        if joke.traced_lens is not None:  # replayed from a trace: no model run
+        if joke.replayed:  # replayed from a trace: no model run
             return {
                 explain.lens: analysis_rendering.render_lens(
                     joke.traced_lens[step], written, g.prompt_length

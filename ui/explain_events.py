@@ -59,7 +59,7 @@ class ExplainHandlers:
         """The rest of the joke, from the selected written token, with the heads off."""
         if joke is None or index is None or index < joke.generation.prompt_length:
             return rendering.render_placeholder(PICK_WRITTEN.format(what="it rewritten"))
-        if joke.traced_lens is not None:
+        if joke.replayed:
             return replayed_placeholder("model to write with")
         if not heads_off:
             return rendering.render_placeholder("Switch heads off in the grid first.")
@@ -89,7 +89,7 @@ class ExplainHandlers:
         step = index - joke.generation.prompt_length
         if step < 0 or not 0 <= token_id < self.base.writer.config.vocab_size:
             return {}
-        if joke.traced_lens is not None:  # a replayed trace: branching would run the model
+        if joke.replayed:  # a replayed trace: branching would run the model
             return {self.base.page.explain.rewritten: replayed_placeholder("branches")}
         if token_id == joke.generation.token_ids[index]:
             return {}  # the token it wrote: this very version

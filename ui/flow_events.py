@@ -31,7 +31,7 @@ class FlowHandlers:
             return {}
         g = joke.generation
         step = index - g.prompt_length
-        if step < 0 or joke.traced_lens is not None:
+        if step < 0 or joke.replayed:
             placeholder = (
                 replayed_placeholder("information flow or attribution")
                 if step >= 0
@@ -55,7 +55,7 @@ class FlowHandlers:
         """Attribution again, with integrated gradients (a few hundred ms: on request)."""
         if joke is None or index is None or index < joke.generation.prompt_length:
             return rendering.render_placeholder(PICK_WRITTEN.format(what="its attribution"))
-        if joke.traced_lens is not None:
+        if joke.replayed:
             return replayed_placeholder("attribution")
         g = joke.generation
         step = index - g.prompt_length

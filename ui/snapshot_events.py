@@ -35,7 +35,7 @@ class SnapshotHandlers:
             return ""
         if joke is None:
             return rendering.render_placeholder("Ask for a joke: each snapshot writes it again.")
-        if joke.traced_lens is not None:
+        if joke.replayed:
             return rendering.render_placeholder(
                 "This joke was replayed from a trace: the snapshots would have to run the model."
             )

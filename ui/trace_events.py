@@ -43,7 +43,7 @@ class TraceHandlers:
         is made in the page, never stored on the server)."""
         if not versions:
             return rendering.render_placeholder("Ask for a joke first.")
-        if versions[0].joke.traced_lens is not None:
+        if versions[0].joke.replayed:
             return rendering.render_placeholder("This joke is a replayed trace already.")
         data = json.dumps(trace_json(versions, self.base.explainer), separators=(",", ":"))
         if len(data) > MAX_TRACE_BYTES:
