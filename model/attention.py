@@ -26,6 +26,7 @@ from flax import nnx
 
 from model.config import GPTConfig
 from model.knockout import switch_off
+from model.linear import Linear
 from model.normalization import make_norm
 from model.positional import apply_rope
 
@@ -94,10 +95,10 @@ class MultiHeadAttention(nnx.Module):
         # so the stream's variance does not grow with depth.
         out_init = nnx.initializers.normal(stddev=config.init_std / math.sqrt(2 * config.n_layer))
         d, bias = config.d_model, config.bias
-        self.query = nnx.Linear(d, d, use_bias=bias, kernel_init=init, rngs=rngs)
-        self.key = nnx.Linear(d, d, use_bias=bias, kernel_init=init, rngs=rngs)
-        self.value = nnx.Linear(d, d, use_bias=bias, kernel_init=init, rngs=rngs)
-        self.output = nnx.Linear(d, d, use_bias=bias, kernel_init=out_init, rngs=rngs)
+        self.query = Linear(d, d, use_bias=bias, kernel_init=init, rngs=rngs)
+        self.key = Linear(d, d, use_bias=bias, kernel_init=init, rngs=rngs)
+        self.value = Linear(d, d, use_bias=bias, kernel_init=init, rngs=rngs)
+        self.output = Linear(d, d, use_bias=bias, kernel_init=out_init, rngs=rngs)
         self.qk_norm = config.qk_norm
         if config.qk_norm:
             # One norm over d_head for all queries and one for all keys, shared by the heads
@@ -106,7 +107,7 @@ class MultiHeadAttention(nnx.Module):
             self.key_norm = make_norm(config, config.d_head, rngs=rngs)
 
     def _heads(
-        self, projection: nnx.Linear, x: jax.Array, positions: jax.Array | None
+        self, projection: Linear, x: jax.Array, positions: jax.Array | None
     ) -> jax.Array:
         """Project, then split the width into heads; normalise and rotate queries and keys.
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from model.config import GPTConfig
+from model.linear import Linear
 
 
 class FeedForward(nnx.Module):
@@ -34,10 +35,10 @@ class FeedForward(nnx.Module):
         out_init = nnx.initializers.normal(stddev=config.init_std / math.sqrt(2 * config.n_layer))
         d, d_ff, bias = config.d_model, config.d_ff, config.bias
         # The names `widen` and `narrow` are those of the model folders already exported.
-        self.widen = nnx.Linear(d, d_ff, use_bias=bias, kernel_init=init, rngs=rngs)
+        self.widen = Linear(d, d_ff, use_bias=bias, kernel_init=init, rngs=rngs)
         if config.activation == "swiglu":
-            self.gate = nnx.Linear(d, d_ff, use_bias=bias, kernel_init=init, rngs=rngs)
-        self.narrow = nnx.Linear(d_ff, d, use_bias=bias, kernel_init=out_init, rngs=rngs)
+            self.gate = Linear(d, d_ff, use_bias=bias, kernel_init=init, rngs=rngs)
+        self.narrow = Linear(d_ff, d, use_bias=bias, kernel_init=out_init, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """(batch, T, d_model) -> (batch, T, d_ff) -> activation -> (batch, T, d_model)."""

@@ -31,6 +31,7 @@ from model.attention import MultiHeadAttention, causal_mask, same_joke_causal_ma
 from model.config import GPTConfig
 from model.feed_forward import FeedForward
 from model.knockout import HeadKnockout
+from model.linear import Linear
 from model.normalization import make_norm
 from model.positional import PositionalEncoding
 
@@ -118,7 +119,7 @@ class GPT(nnx.Module):
         self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.n_layer)])
         self.final_norm = make_norm(config, rngs=rngs)
         if not config.tie_embeddings:
-            self.lm_head = nnx.Linear(
+            self.lm_head = Linear(
                 config.d_model, config.vocab_size, use_bias=False, kernel_init=init, rngs=rngs
             )
 
