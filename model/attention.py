@@ -106,9 +106,7 @@ class MultiHeadAttention(nnx.Module):
             self.query_norm = make_norm(config, config.d_head, rngs=rngs)
             self.key_norm = make_norm(config, config.d_head, rngs=rngs)
 
-    def _heads(
-        self, projection: Linear, x: jax.Array, positions: jax.Array | None
-    ) -> jax.Array:
+    def _heads(self, projection: Linear, x: jax.Array, positions: jax.Array | None) -> jax.Array:
         """Project, then split the width into heads; normalise and rotate queries and keys.
 
         (batch, T, d_model) -> (batch, T, heads, d_head). Every path (forward, prefill,
