@@ -11,13 +11,20 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from optax.contrib import MuonDimensionNumbers, scale_by_muon
 
 from model.config import GPTConfig
 from model.gpt import GPT
 from training.average import averaged_model_state, track_average
 from training.config import TrainConfig, TrainError
 from training.export import exported_figures, exported_weights
-from training.optimizer import check_settings, make_optimizer, make_schedule, param_labels
+from training.optimizer import (
+    check_settings,
+    make_optimizer,
+    make_schedule,
+    param_labels,
+    stacked_by_shape,
+)
 from training.state import Checkpoints
 
 # Untied embeddings (an lm_head), a learned position table and query/key norms: every kind
@@ -205,6 +212,31 @@ def test_a_few_muon_steps_lower_the_loss_more_than_adamw_on_the_rest_alone():
     muon, adam_only = losses(0.02), losses(0.0)  # 0: the block matrices stay put
     assert muon[-1] < 0.8 * muon[0]
     assert muon[-1] < adam_only[-1] - 0.1
+
+
+def test_muon_on_stacks_of_same_shaped_matrices_is_muon_on_each():
+    """stacked_by_shape only regroups: three steps of Muon (momentum and Newton-Schulz) give
+    the same updates as optax's scale_by_muon on each matrix, shapes mixed and out of order."""
+    keys = iter(jax.random.split(jax.random.key(0), 32))
+    shapes = {"a": (8, 24), "b": (24, 8), "c": (8, 24), "d": (8, 8), "e": (24, 8)}
+    params = {name: jax.random.normal(next(keys), shape) for name, shape in shapes.items()}
+
+    def numbers(axes: tuple[int, int]):
+        return lambda tree: jax.tree.map(lambda _: MuonDimensionNumbers(*axes), tree)
+
+    each = scale_by_muon(nesterov=True, weight_dimension_numbers=numbers((0, 1)))
+    stacked = stacked_by_shape(
+        scale_by_muon(nesterov=True, weight_dimension_numbers=numbers((1, 2)))
+    )
+    each_state, stacked_state = each.init(params), stacked.init(params)
+    for _ in range(3):
+        grads = {name: jax.random.normal(next(keys), shape) for name, shape in shapes.items()}
+        want, each_state = each.update(grads, each_state, params)
+        got, stacked_state = jax.jit(stacked.update)(grads, stacked_state, params)
+        assert got.keys() == want.keys()
+        for name in shapes:
+            assert got[name].shape == shapes[name]
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
 
 
 def test_warmup_stable_decay_schedule():

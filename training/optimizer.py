@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 from optax.contrib import MuonDimensionNumbers, scale_by_muon
 
@@ -120,17 +121,63 @@ def _muon(config: TrainConfig) -> optax.GradientTransformation:
     Muon's learning rate by default): here the routing is `param_labels`' alone.
     """
 
-    def matrices(updates: Any) -> Any:  # nnx kernels are (fan_in, fan_out)
+    def stacks(updates: Any) -> Any:  # (matrices, fan_in, fan_out): one stack per shape
         return jax.tree.map(
-            lambda _: MuonDimensionNumbers(reduction_axis=0, output_axis=1), updates
+            lambda _: MuonDimensionNumbers(reduction_axis=1, output_axis=2), updates
         )
 
     return optax.chain(
-        scale_by_muon(beta=MUON_MOMENTUM, nesterov=True, weight_dimension_numbers=matrices),
+        stacked_by_shape(
+            scale_by_muon(beta=MUON_MOMENTUM, nesterov=True, weight_dimension_numbers=stacks)
+        ),
         optax.stateless(_scale_by_width),
         optax.add_decayed_weights(config.muon_weight_decay),
         optax.scale_by_learning_rate(make_schedule(config, config.muon_learning_rate)),
     )
+
+
+def stacked_by_shape(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`inner` run on one stack per shape of matrix instead of on each matrix.
+
+    The same numbers, computed faster: Muon's Newton-Schulz iteration is a few products of
+    small matrices (256 x 1024 in the small preset), which a CPU runs far below its peak one
+    at a time. Stacked, XLA runs each product as one batched product over all the matrices of
+    that shape: on 2 cores, Muon's update of the small preset's matrices (SwiGLU) took 274 ms
+    one by one and 135 ms stacked, side by side in one run. `inner` sees
+    {"256x1024": (n, 256, 1024), ...} and keeps its state (the momentum) in that form;
+    tests/test_training_optimizer.py checks the updates against optax's scale_by_muon on each
+    matrix.
+    """
+
+    def group(tree: Any) -> tuple[dict[str, jax.Array], Any]:
+        leaves, treedef = jax.tree.flatten(tree)
+        shapes = sorted({leaf.shape for leaf in leaves})
+        stacks = {
+            "x".join(map(str, shape)): jnp.stack([leaf for leaf in leaves if leaf.shape == shape])
+            for shape in shapes
+        }
+        return stacks, (treedef, [leaf.shape for leaf in leaves])
+
+    def ungroup(stacks: dict[str, jax.Array], layout: Any) -> Any:
+        treedef, shapes = layout
+        taken = dict.fromkeys(stacks, 0)  # how many of each stack went back already
+        leaves = []
+        for shape in shapes:
+            key = "x".join(map(str, shape))
+            leaves.append(stacks[key][taken[key]])
+            taken[key] += 1
+        return jax.tree.unflatten(treedef, leaves)
+
+    def init(params: Any) -> Any:
+        return inner.init(group(params)[0])
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        stacked, layout = group(updates)
+        stacked_params = None if params is None else group(params)[0]
+        stacked, state = inner.update(stacked, state, stacked_params)
+        return ungroup(stacked, layout), state
+
+    return optax.GradientTransformation(init, update)
 
 
 def _scale_by_width(updates: Any, params: Any = None) -> Any:
