@@ -327,6 +327,22 @@ def test_a_runs_average_tracks_its_weights_and_survives_a_checkpoint(tmp_path):
         np.testing.assert_array_equal(again[path], weights)
 
 
+def test_a_checkpoint_of_another_optimizer_state_is_refused_in_one_line(tmp_path):
+    """A run saved with other optimizer state (here AdamW's, restored as Muon's: the shape an
+    older version's Muon state has too) is refused with the fix, not half-restored."""
+
+    def state(optimizer: str) -> nnx.State:
+        model = GPT(TINY, rngs=nnx.Rngs(0))
+        config = dataclasses.replace(ROUTING, optimizer=optimizer)
+        return nnx.split((model, nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)))[1]
+
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(2, state("adamw"))
+    checkpoints.wait_until_finished()
+    with pytest.raises(TrainError, match=r"step 2 .* another version of Punchline.* --out"):
+        checkpoints.restore(like=state("muon"))
+
+
 def test_a_run_without_an_average_has_none():
     model = GPT(TINY, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, make_optimizer(TrainConfig()), wrt=nnx.Param)

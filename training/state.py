@@ -30,6 +30,7 @@ class Checkpoints:
     """The Orbax checkpoints of one run folder (every process writes its part)."""
 
     def __init__(self, folder: Path):
+        self.folder = folder
         self.manager = ocp.CheckpointManager(
             (folder / "state").absolute(),
             options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
@@ -52,13 +53,20 @@ class Checkpoints:
         if latest is None:
             return None
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        restored = self.manager.restore(
-            latest,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
-                progress=ocp.args.JsonRestore(),
-            ),
-        )
+        try:
+            restored = self.manager.restore(
+                latest,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract),
+                    progress=ocp.args.JsonRestore(),
+                ),
+            )
+        except ValueError:  # Orbax: the saved tree's structure or shapes differ from `like`
+            raise TrainError(
+                f"the checkpoint of step {latest} in {self.folder / 'state'} does not hold this "
+                "run's model and optimizer state (it was saved by another version of "
+                "Punchline): resume it with that version, or start again with another --out"
+            ) from None
         return restored["state"], int(restored["progress"]["step"])
 
     def latest_step(self) -> int | None:
