@@ -151,21 +151,17 @@ def stacked_by_shape(inner: optax.GradientTransformation) -> optax.GradientTrans
 
     def group(tree: Any) -> tuple[dict[str, jax.Array], Any]:
         leaves, treedef = jax.tree.flatten(tree)
-        shapes = sorted({leaf.shape for leaf in leaves})
+        names = ["x".join(map(str, leaf.shape)) for leaf in leaves]  # each leaf's stack
         stacks = {
-            "x".join(map(str, shape)): jnp.stack([leaf for leaf in leaves if leaf.shape == shape])
-            for shape in shapes
+            name: jnp.stack([leaf for leaf, its in zip(leaves, names, strict=True) if its == name])
+            for name in set(names)
         }
-        return stacks, (treedef, [leaf.shape for leaf in leaves])
+        places = [names[:index].count(name) for index, name in enumerate(names)]  # in its stack
+        return stacks, (treedef, names, places)
 
     def ungroup(stacks: dict[str, jax.Array], layout: Any) -> Any:
-        treedef, shapes = layout
-        taken = dict.fromkeys(stacks, 0)  # how many of each stack went back already
-        leaves = []
-        for shape in shapes:
-            key = "x".join(map(str, shape))
-            leaves.append(stacks[key][taken[key]])
-            taken[key] += 1
+        treedef, names, places = layout
+        leaves = [stacks[name][place] for name, place in zip(names, places, strict=True)]
         return jax.tree.unflatten(treedef, leaves)
 
     def init(params: Any) -> Any:

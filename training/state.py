@@ -65,7 +65,8 @@ class Checkpoints:
             raise TrainError(
                 f"the checkpoint of step {latest} in {self.folder / 'state'} does not hold this "
                 "run's model and optimizer state (it was saved by another version of "
-                "Punchline): resume it with that version, or start again with another --out"
+                "Punchline, or is damaged): resume it with that version, or start again with "
+                "another --out"
             ) from None
         return restored["state"], int(restored["progress"]["step"])
 
