@@ -3,8 +3,9 @@
     python app.py                                   # http://127.0.0.1:7860
     PUNCHLINE_CHECKPOINT=path/to/model GRADIO_SERVER_PORT=7861 python app.py
 
-The model folder is loaded and compiled once, before the server starts (serving/); the page
-is built by ui/. Programs can call the `/generate` endpoint (see README) with gradio_client.
+The model folder is loaded and the writer compiled once, before the server starts (serving/);
+the explainer's analyses compile in the background, beside it and after. The page is built by
+ui/. Programs can call the `/generate` endpoint (see README) with gradio_client.
 In clean mode (the default) every finished joke is checked for offensive language before it
 is shown. PUNCHLINE_LOG_COMPILES=1 logs every JAX compilation (benchmarks/load.py counts them).
 """
@@ -33,6 +34,11 @@ SERVER_PORT = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
 LOG_COMPILES = os.environ.get("PUNCHLINE_LOG_COMPILES") == "1"
 
 
+def explainer_compiled(seconds: float) -> None:
+    release_free_memory()
+    print(f"Punchline: explainer compiled in {seconds:.1f} s", flush=True)
+
+
 def main() -> int:
     reuse_freed_memory()  # before JAX's first computation starts its threads
     started = time.perf_counter()
@@ -47,8 +53,10 @@ def main() -> int:
     # Builds in the background from here on; from the folder's index where the data is absent.
     originality = OriginalityCheck(writer.metadata, writer.folder)
     explainer = Explainer(writer)
+    # The explainer compiles on the other core while the writer does, and on after the page
+    # is up: a click on a token before it is done waits for it.
+    explainer.start_warm_up(done=explainer_compiled)
     writer.warm_up()
-    explainer.warm_up()
     release_free_memory()  # what compiling left freed in the heap
     seconds = time.perf_counter() - started
     print(f"Punchline: model loaded and compiled in {seconds:.1f} s", flush=True)

@@ -13,13 +13,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-READY = "Punchline: model loaded and compiled"  # printed by app.py once its warm-up is done
+READY = "Punchline: model loaded and compiled"  # printed by app.py once the writer is compiled
+# printed once the explainer's analyses, compiled in the background, are too: the end of warm-up
+EXPLAINER_READY = "Punchline: explainer compiled"
 
 
 def free_port() -> int:
@@ -35,6 +39,7 @@ class AppServer:
     process: subprocess.Popen
     log: Path  # everything the server printed
     seconds_to_ready: float  # from the start of the process to the first page served
+    seconds_to_explainer: float | None = None  # ... to the explainer compiled (if waited for)
 
     @property
     def pid(self) -> int:
@@ -56,8 +61,10 @@ def start_app(
     env: dict[str, str] | None = None,
     log: Path | None = None,
     timeout: float = 600.0,
+    wait_for_explainer: bool = True,
 ) -> AppServer:
-    """Run `python app.py` on `checkpoint`; return once its page answers.
+    """Run `python app.py` on `checkpoint`; return once its page answers and (unless
+    `wait_for_explainer` is False) its explainer is compiled too: a warm server.
 
     `env` adds to (or overrides) the environment, e.g. JAX_COMPILATION_CACHE_DIR. Raises
     RuntimeError with the end of the server's output if it exits or does not answer in time.
@@ -79,13 +86,36 @@ def start_app(
         )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return AppServer(url, process, log, time.perf_counter() - started)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    if not _wait_until(lambda: _answers(url), process, deadline):
+        _fail(AppServer(url, process, log, time.perf_counter() - started))
     server = AppServer(url, process, log, time.perf_counter() - started)
+    if wait_for_explainer:
+        if not _wait_until(lambda: EXPLAINER_READY in _text(log), process, deadline):
+            _fail(server)
+        server.seconds_to_explainer = time.perf_counter() - started
+    return server
+
+
+def _wait_until(ready: Callable[[], bool], process: subprocess.Popen, deadline: float) -> bool:
+    """Poll `ready` until it holds (True), the process exits or the deadline passes (False)."""
+    while time.monotonic() < deadline and process.poll() is None:
+        if ready():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _text(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+def _fail(server: AppServer) -> NoReturn:
     server.stop()
-    raise RuntimeError(f"app.py did not start; its output:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"app.py did not start; its output:\n{_text(server.log)[-3000:]}")

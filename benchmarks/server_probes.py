@@ -18,7 +18,7 @@ from gradio_client.client import Job
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, StatusUpdate
 
-from benchmarks.app_server import READY, AppServer
+from benchmarks.app_server import EXPLAINER_READY, READY, AppServer
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPILED = "Finished XLA compilation of"  # one line per compilation with jax_log_compiles on
@@ -71,10 +71,12 @@ class MemoryWatch:
 
 
 def compilations(server: AppServer) -> int | None:
-    """JAX compilations the server logged after its own warm-up (None before it was ready)."""
+    """JAX compilations the server logged after its own warm-up (None before it was ready):
+    after both the writer and, in the background, the explainer were compiled."""
     text = server.log.read_text(errors="replace")
-    ready = text.find(READY)
-    return None if ready < 0 else text[ready:].count(COMPILED)
+    if READY not in text or EXPLAINER_READY not in text:
+        return None
+    return text[max(text.find(READY), text.find(EXPLAINER_READY)) :].count(COMPILED)
 
 
 # ---------------------------------------------------------------- requests

@@ -17,19 +17,24 @@ For a written token (its `step`: 0 is the first token the model wrote) it answer
 The token at position p is predicted by the model's output at position p - 1: every
 analysis of a step reads that position. The compiled functions (jax.jit) take the weights as
 a list of arrays and the tokens padded to the whole context, so each compiles once, in
-`warm_up`, and no joke's length compiles anything new. One length rather than the writer's
-five (model/generate.py prefill_lengths) keeps about 155 MB less in the server on the shipped
-model, each length's compiled analyses holding 40-65 MB; a short joke's importance map takes
-about 75 ms instead of 19 (benchmarks/explainer_speed.py). Integrated gradients are the
-exception: they run the model forward and back at every point of their path, so they read only
-the shortest of a quarter, half or the whole context that holds the position (the causal mask
-makes later tokens irrelevant), compiled for those three lengths.
+`warm_up`, and no joke's length compiles anything new. The app runs `warm_up` in the
+background (`start_warm_up`), so that its page answers once the writer is compiled; an
+analysis asked for meanwhile waits for it rather than compiling the same program twice.
+
+One length rather than the writer's five (model/generate.py prefill_lengths) keeps about 155 MB
+less in the server on the shipped model, each length's compiled analyses holding 40-65 MB; a
+short joke's importance map takes about 75 ms instead of 19 (benchmarks/explainer_speed.py).
+Integrated gradients are the exception: they run the model forward and back at every point of
+their path, so they read only the shortest of a quarter, half or the whole context that holds
+the position (the causal mask makes later tokens irrelevant), compiled for those three lengths.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -122,6 +127,10 @@ class Explainer:
 
         self._gradient = jax.jit(gradient)
         self._integrated = jax.jit(lambda w, *args: integrated_gradients(model_of(w), *args))
+        # Set while no background warm-up runs: only then may a visitor's analysis start.
+        self._warmed = threading.Event()
+        self._warmed.set()
+        self._warming_thread: int | None = None
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -158,6 +167,33 @@ class Explainer:
             for i, label, p in zip(ids, labels, probabilities, strict=True)
         ]
 
+    def start_warm_up(self, done: Callable[[float], None] | None = None) -> threading.Thread:
+        """Compile every analysis in a background thread; `done(seconds)` is called after.
+
+        Until it ends, each analysis waits for it (a visitor who clicks a token in the first
+        seconds gets the answer when the compilation is done, not a second compilation)."""
+        self._warmed.clear()
+
+        def run() -> None:
+            self._warming_thread = threading.get_ident()
+            started = time.perf_counter()
+            try:
+                self.warm_up()
+            finally:
+                self._warming_thread = None
+                self._warmed.set()
+            if done is not None:
+                done(time.perf_counter() - started)
+
+        thread = threading.Thread(target=run, name="explainer-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def _wait_for_warm_up(self) -> None:
+        """Block a visitor's analysis until a background warm-up is over (not the warm-up's own)."""
+        if threading.get_ident() != self._warming_thread:
+            self._warmed.wait()
+
     def warm_up(self) -> None:
         """Compile every analysis, before the first visitor."""
         ids = [self.writer.end_of_joke] * 2  # the start token as the prompt, one written
@@ -182,6 +218,7 @@ class Explainer:
     ) -> LensView:
         """The logit lens at written token `step`, and the heatmap over every written one;
         with other `weights` of the same shapes (a training snapshot's), theirs."""
+        self._wait_for_warm_up()
         position = prompt_length + step
         weights = self.weights if weights is None else weights
         chosen, at_position = self._lens(weights, self._padded(token_ids), position - 1)
@@ -209,6 +246,7 @@ class Explainer:
         mode: str,
     ) -> KnockoutView:
         """The top five at written token `step` with every head, and with `heads` off."""
+        self._wait_for_warm_up()
         position = prompt_length + step
         heads_off = knockout(self.config, heads, self.replacement(mode))
         clean, knocked = self._effect(
@@ -236,6 +274,7 @@ class Explainer:
     ) -> np.ndarray:
         """(L, H): the change in log2 p of written token `step` when each single head is
         knocked out, in bits (negative: the head helped write it)."""
+        self._wait_for_warm_up()
         position = prompt_length + step
         grid = self._importance(
             self.weights,
@@ -251,6 +290,7 @@ class Explainer:
     ) -> FlowView:
         """How information reached written token `step`: the graph of every contribution of
         at least `threshold` into the stream that predicts it, and the flow per token."""
+        self._wait_for_warm_up()
         position = prompt_length + step - 1
         flow, attention = self._flow(self.weights, self._padded(token_ids))
         length = len(token_ids)
@@ -293,6 +333,7 @@ class Explainer:
     ) -> AttributionView:
         """Gradient x input for written token `step` over every earlier token, the attention
         its predicting stream paid them, and integrated gradients if `integrated`."""
+        self._wait_for_warm_up()
         position = prompt_length + step - 1
         chosen = np.int32(token_ids[position + 1])
         padded = self._padded(token_ids[: position + 1])

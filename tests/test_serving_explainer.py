@@ -365,3 +365,18 @@ def test_no_joke_length_compiles_anything_new_after_warm_up(writer, explainer, a
     assert buckets == {16, 32, 64}, lengths
     assert [f._cache_size() for f in jitted] == sizes
     assert compiled == []
+
+
+def test_an_analysis_asked_during_the_background_warm_up_waits_for_it(writer):
+    explainer = Explainer(writer)  # its own programs: nothing compiled yet
+    seconds = []
+    thread = explainer.start_warm_up(done=seconds.append)
+    ids = [writer.end_of_joke] * 2
+    view = explainer.lens(ids, 1, 0)  # asked at once, as a visitor's first click may be
+    # Integrated gradients compile last in the warm-up: the lens came back after them, so it
+    # waited for the warm-up instead of compiling its program beside it.
+    assert explainer._integrated._cache_size() == len(explainer.path_lengths)
+    assert explainer._lens._cache_size() == 1
+    thread.join(timeout=120)
+    assert not thread.is_alive() and len(seconds) == 1 and seconds[0] > 0
+    assert view.step == 0 and len(view.layers) == writer.config.n_layer + 1
