@@ -61,6 +61,11 @@ VARIANTS = (
     Variant("small-dropout-0", "no dropout", ("--dropout", "0")),
     Variant("small-vocab-2048", "2,048-entry vocabulary", ("--vocab-size", "2048")),
     Variant("small-modern", "all of the above but sinusoidal, ReLU², EMA", MODERN),
+    Variant(
+        "small-modern-relu2",
+        "small-modern with ReLU² for SwiGLU (the shipped model's recipe)",
+        (*MODERN, "--activation", "relu2"),
+    ),
     Variant("tiny", "2 layers, width 128", ("--preset", "tiny")),
 )
 
