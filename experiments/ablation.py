@@ -70,6 +70,10 @@ VARIANTS = (
 )
 
 
+# A row killed part-way (a session's end) goes on from its last checkpoint, not from step 0.
+CHECKPOINT_EVERY = 250
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.ablation",
@@ -97,7 +101,7 @@ def run_variant(variant: Variant, args: argparse.Namespace, folder: Path) -> lis
         flags = ["--preset", "small", "--steps", str(args.steps)]
         flags += ["--batch-size", str(args.batch_size), "--eval-every", str(args.eval_every)]
         flags += ["--learning-rate", str(args.learning_rate), "--warmup-steps", str(args.warmup)]
-        flags += ["--checkpoint-every", str(args.steps), "--samples", "0"]
+        flags += ["--checkpoint-every", str(CHECKPOINT_EVERY), "--samples", "0"]
         flags += ["--out", str(folder), *(["--data", *args.data] if args.data else [])]
         flags += ["--clean"] if args.clean else []
         resume = ["--resume"] if metrics.exists() else []
