@@ -24,7 +24,14 @@ from data.corpus import Corpus, SplitJokes, model_data, prepare_corpus, split_jo
 from data.errors import DataError
 from data.loaders import Source, default_corpus, load_sources
 from data.offensive import is_offensive, offensive_probability
-from data.packing import Batch, joke_batches, joke_chars, train_batch, window_batches
+from data.packing import (
+    Batch,
+    joke_batches,
+    joke_chars,
+    train_batch,
+    train_windows,
+    window_batches,
+)
 from data.split import split_train_val
 from data.tokenizer import (
     END_OF_JOKE,
@@ -67,5 +74,6 @@ __all__ = [
     "tokenize_to_cache",
     "train_batch",
     "train_tokenizer",
+    "train_windows",
     "window_batches",
 ]

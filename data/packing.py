@@ -129,19 +129,7 @@ def train_batch(
     processes share it. Step k reads rows k*batch_size ... (k+1)*batch_size - 1 of the
     sequence epoch 0, epoch 1, ...; a batch may end one epoch and start the next.
     """
-    if not 0 <= process_index < process_count:
-        raise DataError(
-            f"process index {process_index} is outside 0..{process_count - 1}; "
-            "pass the index of this process among process_count processes"
-        )
-    if batch_size % process_count:
-        raise DataError(
-            f"batch size {batch_size} does not split over {process_count} processes; "
-            f"pass a multiple of {process_count}"
-        )
-    if stream.n_jokes == 0:
-        raise DataError("the token stream holds no jokes; check the corpus")
-    rows_per_process = batch_size // process_count
+    rows_per_process = _rows_per_process(stream, batch_size, process_index, process_count)
     first = step * batch_size + process_index * rows_per_process  # in the sequence of rows
     epoch, offset = 0, first
     # Epochs differ slightly in their number of rows, so walk them (each is packed once).
@@ -154,6 +142,58 @@ def train_batch(
         chosen.extend(rows[offset : offset + rows_per_process - len(chosen)])
         epoch, offset = epoch + 1, 0
     return fill_rows(stream, chosen, block_size)
+
+
+def train_windows(
+    stream: TokenStream,
+    step: int,
+    batch_size: int,
+    block_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Batch:
+    """The earlier releases' training rows, kept to measure what whole jokes bring (the
+    ablation's small-windows row): windows of the stream at offsets drawn from (seed, step).
+
+    A window crosses joke boundaries and is one segment with positions 0..block_size-1, so
+    almost every window starts in the middle of a joke, and the stream's jokes, packed once in
+    a fixed order, always sit beside the same neighbours. The same global batch is split over
+    the processes as in `train_batch`.
+    """
+    rows_per_process = _rows_per_process(stream, batch_size, process_index, process_count)
+    if len(stream.tokens) <= block_size:
+        raise DataError(
+            f"the token stream holds {len(stream.tokens)} tokens, too few for windows of "
+            f"{block_size}; use more jokes or a smaller --block-size"
+        )
+    offsets = np.random.default_rng([seed, step]).integers(
+        0, len(stream.tokens) - block_size, size=batch_size
+    )
+    mine = offsets[process_index * rows_per_process :][:rows_per_process]
+    inputs = np.stack([stream.tokens[o : o + block_size] for o in mine]).astype(np.int32)
+    targets = np.stack([stream.tokens[o + 1 : o + 1 + block_size] for o in mine]).astype(np.int32)
+    positions = np.broadcast_to(np.arange(block_size, dtype=np.int32), inputs.shape).copy()
+    return Batch(inputs, targets, positions, np.ones_like(inputs))
+
+
+def _rows_per_process(
+    stream: TokenStream, batch_size: int, process_index: int, process_count: int
+) -> int:
+    """How many rows of the global batch each process keeps, or DataError saying what to fix."""
+    if not 0 <= process_index < process_count:
+        raise DataError(
+            f"process index {process_index} is outside 0..{process_count - 1}; "
+            "pass the index of this process among process_count processes"
+        )
+    if batch_size % process_count:
+        raise DataError(
+            f"batch size {batch_size} does not split over {process_count} processes; "
+            f"pass a multiple of {process_count}"
+        )
+    if stream.n_jokes == 0:
+        raise DataError("the token stream holds no jokes; check the corpus")
+    return batch_size // process_count
 
 
 def jokes_within(stream: TokenStream, block_size: int, max_tokens: int | None) -> int:

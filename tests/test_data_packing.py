@@ -18,6 +18,7 @@ from data.packing import (
     joke_sizes,
     pack,
     train_batch,
+    train_windows,
     window_batches,
 )
 from data.tokenizer import end_of_joke_id
@@ -191,3 +192,27 @@ def test_each_epoch_is_packed_once_however_far_a_run_goes(stream, monkeypatch):
     for step in range(resumed_at, resumed_at + 3 * steps_per_epoch):
         train_batch(stream, step, BATCH_SIZE, BLOCK_SIZE, SEED)
     assert len(packed) <= 9  # epochs 0..8, each packed once
+
+
+def test_windows_are_slices_of_the_stream_drawn_from_seed_and_step(stream):
+    batch = train_windows(stream, 5, BATCH_SIZE, BLOCK_SIZE, SEED)
+    assert all(a.shape == (BATCH_SIZE, BLOCK_SIZE) and a.dtype == np.int32 for a in batch)
+    tokens = np.asarray(stream.tokens).tolist()
+    for inputs, targets in zip(batch.inputs.tolist(), batch.targets.tolist(), strict=True):
+        offset = next(
+            o for o in range(len(tokens) - BLOCK_SIZE) if tokens[o : o + BLOCK_SIZE] == inputs
+        )
+        assert targets == tokens[offset + 1 : offset + 1 + BLOCK_SIZE]  # one token later
+    assert (batch.positions == np.arange(BLOCK_SIZE)).all() and (batch.segments == 1).all()
+    again = train_windows(stream, 5, BATCH_SIZE, BLOCK_SIZE, SEED)
+    other = train_windows(stream, 6, BATCH_SIZE, BLOCK_SIZE, SEED)
+    np.testing.assert_array_equal(again.inputs, batch.inputs)
+    assert not np.array_equal(other.inputs, batch.inputs)
+    slices = [train_windows(stream, 5, BATCH_SIZE, BLOCK_SIZE, SEED, i, 4) for i in range(4)]
+    np.testing.assert_array_equal(np.concatenate([s.inputs for s in slices]), batch.inputs)
+
+
+def test_windows_longer_than_the_stream_are_refused(joke_tokenizer, tmp_path):
+    stream = tokenize_to_cache(["Hi there, friend."], joke_tokenizer, tmp_path, "short")
+    with pytest.raises(DataError, match="too few for windows of 64"):
+        train_windows(stream, 0, BATCH_SIZE, 64, SEED)

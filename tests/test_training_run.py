@@ -109,3 +109,25 @@ def test_a_csv_without_the_text_column_is_named(tmp_path, capsys):
     assert run(tmp_path, "--data", str(bad), "--out", str(tmp_path / "run")) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--text-column" in err
+
+
+def test_windows_rows_train_on_windows_of_the_stream(tmp_path, monkeypatch):
+    drawn = []
+
+    def windows(*args, **kwargs):
+        drawn.append(args[1])  # the step
+        return real(*args, **kwargs)
+
+    real = training.run.train_windows
+    monkeypatch.setattr(training.run, "train_windows", windows)
+    data = write_jokes(tmp_path, JOKES * 4)
+    out = tmp_path / "windows"
+    code = run(
+        tmp_path, "--data", str(data), "--out", str(out), "--steps", "40", "--rows", "windows",
+        "--learning-rate", "3e-3", "--warmup-steps", "5", "--eval-every", "1000",
+    )  # fmt: skip
+    assert code == 0
+    assert drawn[:3] == [0, 1, 2] and len(set(drawn)) == 40
+    losses = [r["train_loss"] for r in metrics(out)]
+    assert losses[-1] < losses[0]
+    assert '"rows": "windows"' in (out / "train_config.json").read_text()

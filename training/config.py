@@ -76,6 +76,12 @@ class TrainConfig:
     # Optimisation.
     steps: int = option(300, "optimizer steps in the whole run")
     batch_size: int = option(32, "jokes-blocks per step, across all devices and hosts")
+    rows: Literal["jokes", "windows"] = option(
+        "jokes",
+        "what a training row holds: jokes (whole jokes, each from its own start as the app "
+        "writes, reshuffled every epoch) or windows (earlier releases': windows of the joke "
+        "stream at random offsets, most starting mid-joke; kept for the ablation)",
+    )
     time_budget: str | None = option(
         None,
         "train for this long instead of --steps, e.g. 90s, 30m, 1.5h: after a few warm steps "

@@ -22,7 +22,7 @@ from flax import nnx
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from data import Batch, CleaningConfig, Corpus, prepare_corpus, train_batch
+from data import Batch, CleaningConfig, Corpus, prepare_corpus, train_batch, train_windows
 from data.tokenizer import decode, end_of_joke_id, load_tokenizer
 from model.checkpoint import CheckpointError, load_model
 from model.config import PRESETS
@@ -183,7 +183,8 @@ class Run:
 
     def local_batch(self, step: int) -> Batch:
         """This process's rows of the training batch of `step`, each array (rows, T)."""
-        return train_batch(
+        draw = train_batch if self.config.rows == "jokes" else train_windows
+        return draw(
             self.corpus.train,
             step,
             self.config.batch_size,
