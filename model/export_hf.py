@@ -7,13 +7,15 @@ The result loads with `AutoModelForCausalLM.from_pretrained(out)` and
 probabilities and attention weights as `GPT.__call__` (tests/test_export_hf.py checks it).
 Which Hugging Face architecture a model becomes follows from its GPTConfig:
 
-    GPT-2 (GPT2LMHeadModel)    positional=learned, norm=layernorm, activation=gelu, bias=true
-    Llama (LlamaForCausalLM)   positional=rope, norm=rmsnorm, activation=swiglu, bias=false
-    Qwen3 (Qwen3ForCausalLM)   as Llama, with qk_norm=true
+    GPT-2 (GPT2LMHeadModel)      positional=learned, norm=layernorm, activation=gelu, bias=true
+    Llama (LlamaForCausalLM)     positional=rope, norm=rmsnorm, activation=swiglu, bias=false
+    Qwen3 (Qwen3ForCausalLM)     as Llama, with qk_norm=true
+    Arcee (ArceeForCausalLM)     as Llama, with activation=relu2 (no gate: up, relu², down)
+    Apertus (ApertusForCausalLM) as Arcee, with qk_norm=true
 
-Any other combination (sinusoidal positions, relu2, LayerNorm with RoPE, ...) exists in no
-standard architecture and is refused with the fields to change. tie_embeddings may be
-either in all three.
+Any other combination (sinusoidal positions, relu2 with LayerNorm, LayerNorm with RoPE, ...)
+exists in no standard architecture and is refused with the fields to change. tie_embeddings
+may be either in all five.
 
 Parameter names, block i (Punchline -> GPT-2). Flax kernels are (in, out), and so are
 GPT-2's Conv1D weights: they are copied as they are.
@@ -30,19 +32,22 @@ GPT-2's Conv1D weights: they are copied as they are.
     final_norm.scale/bias                transformer.ln_f.weight/bias
     lm_head.kernel (untied only)         lm_head.weight, transposed to (vocab, d_model)
 
-Punchline -> Llama and Qwen3. torch's nn.Linear weights are (out, in): every kernel is
-transposed.
+Punchline -> Llama, Qwen3, Arcee and Apertus. torch's nn.Linear weights are (out, in): every
+kernel is transposed.
 
     token_embedding.embedding            model.embed_tokens.weight
     blocks.i.attention_norm.scale        model.layers.i.input_layernorm.weight
+                                           (Apertus: attention_layernorm)
     blocks.i.attention.query.kernel      model.layers.i.self_attn.q_proj.weight (transposed)
     blocks.i.attention.key.kernel        model.layers.i.self_attn.k_proj.weight (transposed)
     blocks.i.attention.value.kernel      model.layers.i.self_attn.v_proj.weight (transposed)
     blocks.i.attention.output.kernel     model.layers.i.self_attn.o_proj.weight (transposed)
-    blocks.i.attention.query_norm.scale  model.layers.i.self_attn.q_norm.weight (Qwen3)
-    blocks.i.attention.key_norm.scale    model.layers.i.self_attn.k_norm.weight (Qwen3)
+    blocks.i.attention.query_norm.scale  model.layers.i.self_attn.q_norm.weight (Qwen3, Apertus)
+    blocks.i.attention.key_norm.scale    model.layers.i.self_attn.k_norm.weight (Qwen3, Apertus)
     blocks.i.feed_forward_norm.scale     model.layers.i.post_attention_layernorm.weight
-    blocks.i.feed_forward.gate.kernel    model.layers.i.mlp.gate_proj.weight (transposed)
+                                           (Apertus: feedforward_layernorm)
+    blocks.i.feed_forward.gate.kernel    model.layers.i.mlp.gate_proj.weight (transposed;
+                                           SwiGLU only)
     blocks.i.feed_forward.widen.kernel   model.layers.i.mlp.up_proj.weight (transposed)
     blocks.i.feed_forward.narrow.kernel  model.layers.i.mlp.down_proj.weight (transposed)
     final_norm.scale                     model.norm.weight
@@ -76,7 +81,7 @@ from model.checkpoint import CheckpointError, load_model, parameters_to_flat
 from model.config import GPTConfig
 from model.gpt import GPT
 
-# The GPTConfig values each family needs; qk_norm picks Qwen3 over Llama.
+# The GPTConfig values each family needs; qk_norm picks Qwen3 over Llama, Apertus over Arcee.
 GPT2_NEEDS: dict[str, Any] = {
     "positional": "learned",
     "norm": "layernorm",
@@ -90,7 +95,14 @@ LLAMA_NEEDS: dict[str, Any] = {
     "activation": "swiglu",
     "bias": False,
 }
-CLASSES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+RELU2_NEEDS: dict[str, Any] = {**LLAMA_NEEDS, "activation": "relu2"}
+CLASSES = {
+    "gpt2": "GPT2LMHeadModel",
+    "llama": "LlamaForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "arcee": "ArceeForCausalLM",
+    "apertus": "ApertusForCausalLM",
+}
 
 
 class ExportError(Exception):
@@ -106,26 +118,30 @@ def _mismatches(config: GPTConfig, needs: dict[str, Any]) -> dict[str, Any]:
 
 
 def architecture(config: GPTConfig) -> str:
-    """'gpt2', 'llama' or 'qwen3': the standard architecture that computes this model.
+    """'gpt2', 'llama', 'qwen3', 'arcee' or 'apertus': the standard architecture that
+    computes this model.
 
     Raises ExportError naming the fields that none expresses, for the nearest one first.
     """
-    gpt2, llama = _mismatches(config, GPT2_NEEDS), _mismatches(config, LLAMA_NEEDS)
+    gpt2 = _mismatches(config, GPT2_NEEDS)
+    llama, relu2 = _mismatches(config, LLAMA_NEEDS), _mismatches(config, RELU2_NEEDS)
     if not gpt2:
         return "gpt2"
     if not llama:
         return "qwen3" if config.qk_norm else "llama"
+    if not relu2:
+        return "apertus" if config.qk_norm else "arcee"
 
     def needs(fields: dict[str, Any]) -> str:
         return ", ".join(f"{name}={json.dumps(want)}" for name, want in fields.items())
 
-    near, far = ("GPT-2", gpt2), ("Llama/Qwen3", llama)
-    if len(llama) < len(gpt2):
-        near, far = far, near
-    fields = ", ".join(f"{name}={json.dumps(getattr(config, name))}" for name in near[1])
+    families = [("GPT-2", gpt2), ("Llama/Qwen3", llama), ("Arcee/Apertus", relu2)]
+    (near, missing), *far = sorted(families, key=lambda family: len(family[1]))  # stable
+    fields = ", ".join(f"{name}={json.dumps(getattr(config, name))}" for name in missing)
+    others = "; ".join(f"{name}: {needs(wants)}" for name, wants in far)
     raise ExportError(
         f"no standard Hugging Face architecture has {fields} with the rest of this model: "
-        f"{near[0]} needs {needs(near[1])} ({far[0]}: {needs(far[1])}); "
+        f"{near} needs {needs(missing)} ({others}); "
         f"train a model with those settings to export it"
     )
 
@@ -167,17 +183,23 @@ def hf_weights(model: GPT, arch: str) -> dict[str, np.ndarray]:
                 "self_attn.k_proj": "attention.key",
                 "self_attn.v_proj": "attention.value",
                 "self_attn.o_proj": "attention.output",
-                "mlp.gate_proj": "feed_forward.gate",
                 "mlp.up_proj": "feed_forward.widen",
                 "mlp.down_proj": "feed_forward.narrow",
             }
+            if config.activation == "swiglu":
+                linear["mlp.gate_proj"] = "feed_forward.gate"
             for hf, ours in linear.items():  # nn.Linear: (out, in), a Flax kernel transposed
                 out[f"{dst}{hf}.weight"] = get(f"{src}{ours}.kernel", transpose=True)
             norms = {
                 "input_layernorm": "attention_norm",
                 "post_attention_layernorm": "feed_forward_norm",
             }
-            if arch == "qwen3":
+            if arch == "apertus":
+                norms = {
+                    "attention_layernorm": "attention_norm",
+                    "feedforward_layernorm": "feed_forward_norm",
+                }
+            if config.qk_norm:
                 norms |= {
                     "self_attn.q_norm": "attention.query_norm",
                     "self_attn.k_norm": "attention.key_norm",
@@ -194,7 +216,8 @@ def hf_weights(model: GPT, arch: str) -> dict[str, np.ndarray]:
 
 
 def hf_config(config: GPTConfig, arch: str, end_of_joke: int) -> Any:
-    """The transformers config (GPT2Config, LlamaConfig or Qwen3Config) of this model."""
+    """The transformers config (GPT2Config, LlamaConfig, Qwen3Config, ArceeConfig or
+    ApertusConfig) of this model."""
     import transformers
 
     # No pad_token_id here: it would equal the first token of every joke, and transformers
@@ -217,22 +240,31 @@ def hf_config(config: GPTConfig, arch: str, end_of_joke: int) -> Any:
             **special,
         )
     else:
-        kind = transformers.Qwen3Config if arch == "qwen3" else transformers.LlamaConfig
+        kind = {
+            "llama": transformers.LlamaConfig,
+            "qwen3": transformers.Qwen3Config,
+            "arcee": transformers.ArceeConfig,
+            "apertus": transformers.ApertusConfig,
+        }[arch]
+        # Apertus has no head_dim setting (it is hidden_size / heads, as in Punchline), and a
+        # pad token of its own (id 3) unless told otherwise.
+        extra = {"pad_token_id": None} if arch == "apertus" else {"head_dim": config.d_head}
         hf = kind(
             hidden_size=config.d_model,
             intermediate_size=config.d_ff,
             num_hidden_layers=config.n_layer,
             num_attention_heads=config.n_head,
             num_key_value_heads=config.n_head,  # every head has its own keys and values
-            head_dim=config.d_head,
-            hidden_act="silu",  # SwiGLU's gate
+            # SwiGLU's gate, or ReLU² on the up projection
+            hidden_act="silu" if config.activation == "swiglu" else "relu2",
             max_position_embeddings=config.block_size,
-            rms_norm_eps=config.layer_norm_eps,  # also the eps of Qwen3's q_norm and k_norm
+            rms_norm_eps=config.layer_norm_eps,  # also the eps of q_norm and k_norm
             rope_parameters={"rope_type": "default", "rope_theta": config.rope_base},
             attention_bias=False,
             attention_dropout=0.0,
             **shared,
             **special,
+            **extra,
         )
     hf.architectures = [CLASSES[arch]]
     hf.dtype = "float32"
@@ -320,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             "(config.json, model.safetensors, tokenizer files) that "
             "AutoModelForCausalLM.from_pretrained and AutoTokenizer.from_pretrained load "
             "offline. Learned positions + LayerNorm + GELU + biases become GPT-2; "
-            "RoPE + RMSNorm + SwiGLU without biases become Llama, or Qwen3 with qk_norm. "
+            "RoPE + RMSNorm + SwiGLU without biases become Llama, or Qwen3 with qk_norm; "
+            "with ReLU² instead of SwiGLU, Arcee, or Apertus with qk_norm. "
             "Other models are refused with the settings to change. Needs transformers "
             "(pip install -r requirements-dev.txt)."
         ),

@@ -54,6 +54,14 @@ VARIANTS = {
         "LlamaForCausalLM",
     ),
     "qwen3": ({**MODERN, "qk_norm": True, "rope_base": 1000.0}, "Qwen3ForCausalLM"),
+    "arcee": (
+        {**MODERN, "activation": "relu2", "tie_embeddings": False, "layer_norm_eps": 1e-6},
+        "ArceeForCausalLM",
+    ),
+    "apertus": (
+        {**MODERN, "activation": "relu2", "qk_norm": True, "rope_base": 2000.0},
+        "ApertusForCausalLM",
+    ),
 }
 STRINGS = [
     "Why did the chicken cross the road?",
@@ -183,12 +191,20 @@ def test_an_unsupported_model_is_refused_in_one_line(tmp_path, joke_tokenizer):
     "fields, named",
     [
         ({"activation": "relu2"}, ['activation="relu2"', 'activation="gelu"']),
+        ({**MODERN, "activation": "gelu"}, ['activation="gelu"', 'activation="swiglu"']),
         ({"qk_norm": True}, ["qk_norm=true", "qk_norm=false"]),
         ({**MODERN, "bias": True}, ["bias=true", "bias=false"]),
         ({**MODERN, "norm": "layernorm"}, ['norm="layernorm"', 'norm="rmsnorm"']),
         ({**MODERN, "positional": "learned"}, ['positional="learned"', 'positional="rope"']),
     ],
-    ids=["gpt2-relu2", "gpt2-qk_norm", "llama-bias", "llama-layernorm", "llama-learned"],
+    ids=[
+        "gpt2-relu2",
+        "llama-gelu",
+        "gpt2-qk_norm",
+        "llama-bias",
+        "llama-layernorm",
+        "llama-learned",
+    ],
 )
 def test_each_field_no_architecture_expresses_is_named_with_its_fix(fields, named):
     config = dataclasses.replace(GPTConfig(), **fields)
