@@ -53,10 +53,10 @@ def main() -> int:
     # Builds in the background from here on; from the folder's index where the data is absent.
     originality = OriginalityCheck(writer.metadata, writer.folder)
     explainer = Explainer(writer)
-    # The explainer compiles on the other core while the writer does, and on after the page
-    # is up: a click on a token before it is done waits for it.
-    explainer.start_warm_up(done=explainer_compiled)
     writer.warm_up()
+    # The explainer compiles after the writer, while the page is up: a click on a token
+    # before it is done waits for it. (Compiling both at once was slower on 2 cores.)
+    explainer.start_warm_up(done=explainer_compiled)
     release_free_memory()  # what compiling left freed in the heap
     seconds = time.perf_counter() - started
     print(f"Punchline: model loaded and compiled in {seconds:.1f} s", flush=True)
