@@ -1,9 +1,11 @@
 """Choose the model by measurement: train several variants on the same budget, compare them.
 
-Each row is one `train.py` run with the same data, seed, steps and batch size; one component,
-the optimizer, the schedule or the size changes (see VARIANTS). The result is a markdown table
-of validation bits per character, `ablation.json` and a plot of the validation curves, all in
-`--out`.
+Each row is one `train.py` run with the same data, seed, batch size and budget: 15 minutes of
+training by default (`--time-budget`; each row's steps follow from its own step time, so a
+costlier component pays for itself), or the same steps for every row (`--steps`, e.g. on a
+GPU). One component, the optimizer, the schedule or the size changes (see VARIANTS). The result
+is a markdown table of validation bits per character, `ablation.json` and a plot of the
+validation curves, all in `--out`.
 
     python -m experiments.ablation --data ../shared/data/short-jokes/*.csv \\
         ../shared/data/stupidstuff.json ../shared/data/rjokes-dev.tsv.gz --clean
@@ -88,11 +90,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--data", nargs="*", default=[], help="joke files, as for train.py")
     parser.add_argument("--clean", action="store_true", help="drop offensive jokes (as train.py)")
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per variant")
+    parser.add_argument(
+        "--time-budget",
+        default="15m",
+        help="training time per variant, as train.py's --time-budget (default: 15m)",
+    )
+    parser.add_argument(
+        "--steps", type=int, help="the same optimizer steps for every variant, instead of a time"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="blocks per step")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak, for every row")
     parser.add_argument("--warmup", type=int, default=30, help="warmup steps, for every row")
-    parser.add_argument("--eval-every", type=int, default=100, help="steps between evaluations")
+    parser.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
     parser.add_argument("--out", default="runs/ablation", help="folder for runs and results")
     parser.add_argument(
         "--only", nargs="*", choices=[v.name for v in VARIANTS], help="run only these variants"
@@ -103,8 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_variant(variant: Variant, args: argparse.Namespace, folder: Path) -> list[dict]:
     """Train one variant (unless a finished run is already there); its metric records."""
     metrics = folder / METRICS
-    if not _finished(metrics, args.steps):
-        flags = ["--preset", "small", "--steps", str(args.steps)]
+    if not (folder / "model" / "metadata.json").is_file():  # exported: the row is finished
+        budget = ["--steps", str(args.steps)] if args.steps else ["--time-budget", args.time_budget]
+        flags = ["--preset", "small", *budget]
         flags += ["--batch-size", str(args.batch_size), "--eval-every", str(args.eval_every)]
         flags += ["--learning-rate", str(args.learning_rate), "--warmup-steps", str(args.warmup)]
         flags += ["--checkpoint-every", str(CHECKPOINT_EVERY), "--samples", "0"]
@@ -117,13 +127,6 @@ def run_variant(variant: Variant, args: argparse.Namespace, folder: Path) -> lis
     return [json.loads(line) for line in metrics.read_text().splitlines() if line]
 
 
-def _finished(metrics: Path, steps: int) -> bool:
-    if not metrics.exists():
-        return False
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line]
-    return any(r["step"] == steps and "val_bpc" in r for r in records)
-
-
 def summarize(variant: Variant, records: list[dict], folder: Path) -> dict:
     """The row of the table: the final validation figures and what the run cost."""
     final = [r for r in records if "val_bpc" in r][-1]
@@ -132,6 +135,7 @@ def summarize(variant: Variant, records: list[dict], folder: Path) -> dict:
         "variant": variant.name,
         "change": variant.change,
         "parameters": metadata["parameters"],
+        "steps": metadata["steps"],
         "tokens_seen": metadata["tokens_seen"],
         "train_seconds": metadata["train_seconds"],
         "val_loss": round(final["val_loss"], 4),
@@ -142,14 +146,15 @@ def summarize(variant: Variant, records: list[dict], folder: Path) -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| variant | change | parameters | val loss | val bits/char | train time |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| variant | change | parameters | steps | val loss | val bits/char | train time |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     best = min(row["val_bpc"] for row in rows)
     for row in rows:
         bpc = f"{row['val_bpc']:.3f}"
         lines.append(
             f"| {row['variant']} | {row['change']} | {row['parameters'] / 1e6:.2f}M "
+            f"| {row['steps']:,} "
             f"| {row['val_loss']:.3f} | {f'**{bpc}**' if row['val_bpc'] == best else bpc} "
             f"| {row['train_seconds'] / 60:.1f} min |"
         )
@@ -186,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = out / variant.name
         rows.append(summarize(variant, run_variant(variant, args, folder), folder))
     table = markdown_table(rows)
-    budget = f"{args.steps} steps x {args.batch_size} x {PRESETS['small'].block_size} tokens"
+    rows_of = f"{args.batch_size} x {PRESETS['small'].block_size} tokens"
+    budget = f"{args.steps} steps of {rows_of}" if args.steps else f"{args.time_budget}, {rows_of}"
     print(f"\nAblation ({budget} per variant)\n\n{table}")
     (out / "ablation.md").write_text(f"Budget: {budget} per variant.\n\n{table}\n")
     (out / "ablation.json").write_text(json.dumps(rows, indent=2))
