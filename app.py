@@ -4,8 +4,8 @@
     PUNCHLINE_CHECKPOINT=path/to/model GRADIO_SERVER_PORT=7861 python app.py
 
 The model folder is loaded and the writer compiled once, before the server starts (serving/);
-the explainer's analyses compile in the background, beside it and after. The page is built by
-ui/. Programs can call the `/generate` endpoint (see README) with gradio_client.
+the explainer's analyses compile after it, in the background, while the page is up. The page
+is built by ui/. Programs can call the `/generate` endpoint (see README) with gradio_client.
 In clean mode (the default) every finished joke is checked for offensive language before it
 is shown. PUNCHLINE_LOG_COMPILES=1 logs every JAX compilation (benchmarks/load.py counts them).
 """

@@ -39,7 +39,7 @@ class AppServer:
     process: subprocess.Popen
     log: Path  # everything the server printed
     seconds_to_ready: float  # from the start of the process to the first page served
-    seconds_to_explainer: float | None = None  # ... to the explainer compiled (if waited for)
+    seconds_to_explainer: float | None = None  # ... to the explainer compiled
 
     @property
     def pid(self) -> int:
@@ -61,10 +61,9 @@ def start_app(
     env: dict[str, str] | None = None,
     log: Path | None = None,
     timeout: float = 600.0,
-    wait_for_explainer: bool = True,
 ) -> AppServer:
-    """Run `python app.py` on `checkpoint`; return once its page answers and (unless
-    `wait_for_explainer` is False) its explainer is compiled too: a warm server.
+    """Run `python app.py` on `checkpoint`; return once its page answers and its explainer,
+    compiled in the background, is ready too: a warm server.
 
     `env` adds to (or overrides) the environment, e.g. JAX_COMPILATION_CACHE_DIR. Raises
     RuntimeError with the end of the server's output if it exits or does not answer in time.
@@ -89,10 +88,9 @@ def start_app(
     if not _wait_until(lambda: _answers(url), process, deadline):
         _fail(AppServer(url, process, log, time.perf_counter() - started))
     server = AppServer(url, process, log, time.perf_counter() - started)
-    if wait_for_explainer:
-        if not _wait_until(lambda: EXPLAINER_READY in _text(log), process, deadline):
-            _fail(server)
-        server.seconds_to_explainer = time.perf_counter() - started
+    if not _wait_until(lambda: EXPLAINER_READY in _text(log), process, deadline):
+        _fail(server)
+    server.seconds_to_explainer = time.perf_counter() - started
     return server
 
 
