@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from training.run import Run
 
 BUDGET_FILE = "budget.json"
-WARM_STEPS = 2  # the first compiles; the second lets allocations and autotuning settle
-TIMED_STEPS = 5
+WARM_STEPS = 3  # the first compiles; the others let allocations and autotuning settle
+TIMED_STEPS = 20
 UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 DURATION = re.compile(r"(?:\d+(?:\.\d+)?[hms])+")
 
