@@ -171,8 +171,9 @@ def train_windows(
         0, len(stream.tokens) - block_size, size=batch_size
     )
     mine = offsets[process_index * rows_per_process :][:rows_per_process]
-    inputs = np.stack([stream.tokens[o : o + block_size] for o in mine]).astype(np.int32)
-    targets = np.stack([stream.tokens[o + 1 : o + 1 + block_size] for o in mine]).astype(np.int32)
+    # Each window read once, one token longer: inputs are its start, targets one token later.
+    windows = np.stack([stream.tokens[o : o + block_size + 1] for o in mine]).astype(np.int32)
+    inputs, targets = np.ascontiguousarray(windows[:, :-1]), np.ascontiguousarray(windows[:, 1:])
     positions = np.broadcast_to(np.arange(block_size, dtype=np.int32), inputs.shape).copy()
     return Batch(inputs, targets, positions, np.ones_like(inputs))
 
