@@ -15,12 +15,24 @@ embeddings: b puts one blank token (the explainer uses the start token) in every
 
     IG_j = (e_j - b_j) . integral from 0 to 1 of df/de_j at b + alpha (e - b), d alpha
 
-summed over n midpoints alpha = (k + 1/2)/n. They satisfy completeness: the IG_j add up to
-f(real) - f(baseline), and a token that is the blank gets 0. The baseline is a token, not 0:
-with RMSNorm a zero input is a degenerate point (the norm rescales any small input to full
-size), so f jumps right next to it and no handful of points can follow the path. The gap
-between the two sides of completeness, reported with the scores, says how well n points
-approximate the integral.
+They satisfy completeness: the IG_j add up to f(real) - f(baseline), and a token that is the
+blank gets 0. The baseline is a token, not 0: with RMSNorm a zero input is a degenerate point
+(the norm rescales any small input to full size), so f jumps right next to it and no handful
+of points can follow the path.
+
+The integral is a sum over a few points alpha_k, each gradient weighted by the width w_k of
+the piece of [0, 1] it stands for:
+
+    IG_j ~ (e_j - b_j) . sum over k of w_k df/de_j at b + alpha_k (e - b)
+
+Where to put them matters more than how many: along the path f
+stays flat for most of the way and then climbs within a few hundredths of alpha (the model
+switches from reading blanks to reading the joke), so equally spaced points mostly measure a
+flat stretch and straddle the climb. So the path is first looked at cheaply, f alone (forward
+passes, no gradient) at GRID equally spaced alphas, and the points are then spread by how much
+f changed in each stretch, a share of them evenly so that no stretch goes unsampled
+(`path_points`). The gap between the two sides of completeness, reported with the scores,
+says how well the points approximate the integral.
 
 Attention can disagree with both: a head may look hard at a token whose value it barely
 passes on, and what it passes on may be undone later; attribution follows what changed the
@@ -39,12 +51,12 @@ import jax.numpy as jnp
 from model.gpt import GPT
 from model.trace import trace_inputs
 
-# Integrated gradients: points on the path. Measured (12 jokes of 64 tokens, a position past
-# 20 each), the median completeness gap as a share of the change: on the shipped model (RoPE,
-# RMSNorm) with 24 points 6% from the start token, 81% from zero embeddings; on the previous
-# one (learned positions, LayerNorm) 8% from the start token.
-STEPS = 24
-PATH_BATCH = 4  # of them computed together
+# Integrated gradients' points on the path: chosen by `python -m experiments.integrated_gradients`
+# (its table is in the README, under Explainer speed).
+STEPS = 8  # gradients: a forward and a backward pass each
+GRID = 9  # forward passes that look at f along the path first: alpha = 0, 1/8, ..., 1
+EVEN_SHARE = 0.3  # of the points spread evenly, the rest by the change of f
+PATH_BATCH = 4  # gradients computed together
 
 
 class Integrated(NamedTuple):
@@ -88,6 +100,32 @@ def gradient_times_input(
     return (embeddings * gradient).sum(axis=-1)[0]
 
 
+def path_points(
+    values: jax.Array, steps: int, even_share: float = EVEN_SHARE
+) -> tuple[jax.Array, jax.Array]:
+    """Where to take `steps` gradients on [0, 1], given f at equally spaced alphas
+    `values` (G,): (alphas, widths), each (steps,), the widths adding up to 1.
+
+    The G - 1 stretches between the looks get mass  (1 - even_share) |change of f in it| /
+    (total change) + even_share / (G - 1). Each point stands for an equal share of the mass:
+    the alphas are the mass's midpoints and the widths its edges, read off the cumulative
+    mass by linear interpolation (so within a stretch the points are equally spaced).
+    Needs 0 < even_share <= 1."""
+    looks = jnp.linspace(0.0, 1.0, values.shape[0])  # (G,)
+    change = jnp.abs(jnp.diff(values))  # (G - 1,)
+    total = change.sum()
+    stretches = change.shape[0]
+    # A path where f never moves is spread evenly.
+    by_change = jnp.where(total > 0, change / jnp.where(total > 0, total, 1), 1 / stretches)
+    # even_share > 0 keeps the cumulative mass strictly increasing, so interpolation is exact.
+    mass = (1 - even_share) * by_change + even_share / stretches
+    cumulative = jnp.concatenate([jnp.zeros(1), jnp.cumsum(mass)])  # (G,), 0 to 1
+    shares = jnp.arange(steps + 1) / steps  # (steps + 1,)
+    edges = jnp.interp(shares, cumulative, looks)
+    alphas = jnp.interp((shares[:-1] + shares[1:]) / 2, cumulative, looks)
+    return alphas, jnp.diff(edges)
+
+
 def integrated_gradients(
     model: GPT,
     tokens: jax.Array,
@@ -95,13 +133,23 @@ def integrated_gradients(
     chosen: jax.Array,
     blank: jax.Array,
     steps: int = STEPS,
+    grid: int = GRID,
+    even_share: float = EVEN_SHARE,
 ) -> Integrated:
     """IG_j for each token of `tokens` (1, T) from the baseline of token `blank` in every
-    place, over `steps` points, with the completeness gap."""
+    place, over `steps` points placed after `grid` looks at f (`even_share` 1: equally
+    spaced), with the completeness gap."""
     embeddings, position_part = token_and_position_parts(model, tokens)
     baseline, _ = token_and_position_parts(model, jnp.full_like(tokens, blank))
     difference = embeddings - baseline  # (1, T, d_model)
-    alphas = (jnp.arange(steps) + 0.5) / steps  # midpoints of `steps` equal pieces of [0, 1]
+
+    # The look: f at alpha = 0, 1/(grid - 1), ..., 1, forward only. Its ends are f(baseline)
+    # and f(real), so it also gives the change to explain.
+    looks = jnp.linspace(0.0, 1.0, grid)[:, None, None]  # (grid, 1, 1)
+    values = chosen_log_prob(model, baseline + looks * difference + position_part,
+                             position, chosen)  # (grid,)  # fmt: skip
+    change = values[-1] - values[0]
+    alphas, widths = path_points(values, steps, even_share)  # (steps,) each
 
     def f(inputs: jax.Array) -> jax.Array:  # (1, T, d_model) -> ()
         return chosen_log_prob(model, inputs, position, chosen)[0]
@@ -112,8 +160,6 @@ def integrated_gradients(
     # PATH_BATCH points at a time: all at once would hold every point's activations for the
     # backward pass together (about 620 MB for 32 points of 128 tokens on the shipped model).
     gradients = jax.lax.map(gradient_at, alphas, batch_size=PATH_BATCH)  # (steps, T, d_model)
-    attribution = (difference[0] * gradients.mean(axis=0)).sum(axis=-1)  # (T,)
-    ends = chosen_log_prob(model, jnp.concatenate([embeddings, baseline]) + position_part,
-                           position, chosen)  # fmt: skip
-    change = ends[0] - ends[1]
+    mean_gradient = jnp.tensordot(widths, gradients, axes=1)  # (T, d_model)
+    attribution = (difference[0] * mean_gradient).sum(axis=-1)  # (T,)
     return Integrated(attribution, attribution.sum() - change, change)

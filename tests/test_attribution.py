@@ -12,6 +12,7 @@ from model.attribution import (
     chosen_log_prob,
     gradient_times_input,
     integrated_gradients,
+    path_points,
     token_and_position_parts,
 )
 from tests.test_inspect import VARIANTS, make_model, tokens
@@ -82,3 +83,41 @@ def test_integrated_gradients_need_no_token_after_the_position(variant):
         whole.attribution[: POSITION + 1], cut.attribution, rtol=1e-4, atol=1e-6
     )
     assert float(whole.change) == pytest.approx(float(cut.change), abs=1e-5)
+
+
+def test_path_points_are_equally_spaced_where_f_is_flat():
+    alphas, widths = path_points(jnp.zeros(9), steps=8)
+    np.testing.assert_allclose(alphas, (np.arange(8) + 0.5) / 8, atol=1e-6)
+    np.testing.assert_allclose(widths, np.full(8, 1 / 8), atol=1e-6)
+
+
+@pytest.mark.parametrize("even_share", [0.1, 0.3, 1.0])
+def test_path_points_crowd_where_f_climbs(even_share):
+    # f along the path: flat, then a climb between the 6th and 7th look (alpha 5/8 to 6/8).
+    values = jnp.asarray([0, 0, 0, 0, 0, 0.1, 5, 5.1, 5.1], jnp.float32)
+    alphas, widths = path_points(values, steps=8, even_share=even_share)
+    assert float(widths.sum()) == pytest.approx(1, abs=1e-6)
+    assert np.all(np.diff(np.asarray(alphas)) > 0) and np.all(np.asarray(widths) > 0)
+    in_climb = int(np.sum((np.asarray(alphas) > 5 / 8) & (np.asarray(alphas) < 6 / 8)))
+    # The climb holds 4.9 / 5.1 of the change, so about that share of the uneven points
+    # (and its 1/8 of the even ones).
+    expected = 8 * ((1 - even_share) * 4.9 / 5.1 + even_share / 8)
+    assert abs(in_climb - expected) <= 1
+
+
+def test_points_placed_by_the_change_integrate_a_steep_climb_better():
+    """On a path like the model's (flat, then a steep climb), 8 points placed by a 9-point
+    look at f integrate f's derivative far closer than 8 equally spaced points."""
+
+    def f(alpha):  # a logistic climb of height 10 centred at alpha = 0.7
+        return 10 / (1 + np.exp(-(alpha - 0.7) * 60))
+
+    def df(alpha):
+        return 60 * f(alpha) * (1 - f(alpha) / 10)
+
+    exact = f(1.0) - f(0.0)
+    alphas, widths = path_points(jnp.asarray(f(np.linspace(0, 1, 9)), jnp.float32), steps=8)
+    placed = float(np.sum(np.asarray(widths) * df(np.asarray(alphas, np.float64))))
+    even = float(np.mean(df((np.arange(8) + 0.5) / 8)))
+    assert abs(placed - exact) < 0.1 * exact
+    assert abs(placed - exact) < 0.25 * abs(even - exact)
