@@ -41,7 +41,7 @@ def test_the_shipped_model_metadata_describes_it_truthfully():
     )  # fmt: skip
     chain = metadata["lineage"]
     assert len(chain) == 1 and chain[0]["init_from"] is None  # one run, from scratch
-    assert chain[0]["steps"] == metadata["steps"] == 2596
+    assert chain[0]["steps"] == metadata["steps"] == 2400
     # Trained without the sensitive topics, as the app's clean mode shows jokes.
     assert recorded["clean"] and recorded["clean_topics"]
     model, _, _ = load_model(SHIPPED)  # its mean head outputs, for the app's mean ablation
