@@ -25,14 +25,14 @@ the piece of [0, 1] it stands for:
 
     IG_j ~ (e_j - b_j) . sum over k of w_k df/de_j at b + alpha_k (e - b)
 
-Where to put them matters more than how many: along the path f
-stays flat for most of the way and then climbs within a few hundredths of alpha (the model
-switches from reading blanks to reading the joke), so equally spaced points mostly measure a
-flat stretch and straddle the climb. So the path is first looked at cheaply, f alone (forward
-passes, no gradient) at GRID equally spaced alphas, and the points are then spread by how much
-f changed in each stretch, a share of them evenly so that no stretch goes unsampled
-(`path_points`). The gap between the two sides of completeness, reported with the scores,
-says how well the points approximate the integral.
+Where to put them matters more than how many: along the path f stays flat for most of the
+way and then climbs within a few hundredths of alpha (the model switches from reading blanks
+to reading the joke), so equally spaced points mostly measure a flat stretch and straddle the
+climb. So the path is first looked at cheaply, f alone (forward passes, no gradient) at GRID
+equally spaced alphas, and the points are then spread by how much f changed in each stretch,
+a share of them evenly so that no stretch goes unsampled (`path_points`). The gap between the
+two sides of completeness, reported with the scores, says how well the points approximate
+the integral.
 
 Attention can disagree with both: a head may look hard at a token whose value it barely
 passes on, and what it passes on may be undone later; attribution follows what changed the
@@ -51,8 +51,8 @@ import jax.numpy as jnp
 from model.gpt import GPT
 from model.trace import trace_inputs
 
-# Integrated gradients' points on the path: chosen by `python -m experiments.integrated_gradients`
-# (its table is in the README, under Explainer speed).
+# Integrated gradients' points on the path, chosen by measurement: `python -m
+# experiments.integrated_gradients` (its table is in the README's explainer section).
 STEPS = 8  # gradients: a forward and a backward pass each
 GRID = 9  # forward passes that look at f along the path first: alpha = 0, 1/8, ..., 1
 EVEN_SHARE = 0.3  # of the points spread evenly, the rest by the change of f
@@ -160,6 +160,6 @@ def integrated_gradients(
     # PATH_BATCH points at a time: all at once would hold every point's activations for the
     # backward pass together (about 620 MB for 32 points of 128 tokens on the shipped model).
     gradients = jax.lax.map(gradient_at, alphas, batch_size=PATH_BATCH)  # (steps, T, d_model)
-    mean_gradient = jnp.tensordot(widths, gradients, axes=1)  # (T, d_model)
-    attribution = (difference[0] * mean_gradient).sum(axis=-1)  # (T,)
+    path_gradient = jnp.tensordot(widths, gradients, axes=1)  # (T, d_model): sum of w_k g_k
+    attribution = (difference[0] * path_gradient).sum(axis=-1)  # (T,)
     return Integrated(attribution, attribution.sum() - change, change)
