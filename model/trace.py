@@ -35,15 +35,9 @@ class Trace(NamedTuple):
 
 def trace(model: GPT, tokens: jax.Array, knockout: HeadKnockout | None = None) -> Trace:
     """Run `model` (in evaluation mode) on `tokens` (B, T) and keep every intermediate."""
-    return trace_inputs(model, model.embed(tokens, jnp.arange(tokens.shape[1])), knockout)
-
-
-def trace_inputs(model: GPT, x: jax.Array, knockout: HeadKnockout | None = None) -> Trace:
-    """The same from the input vectors (B, T, d_model) that `model.embed` makes of tokens at
-    positions 0..T-1: what gradients with respect to the inputs differentiate
-    (model/attribution.py)."""
-    positions = jnp.arange(x.shape[1])  # (T,)
+    positions = jnp.arange(tokens.shape[1])  # (T,)
     mask = causal_mask(positions, positions)  # (T, T)
+    x = model.embed(tokens, positions)  # (B, T, d_model)
     residuals, attention, head_outputs, attention_outputs = [x], [], [], []
     for index, block in enumerate(model.blocks):
         layer_knockout = None if knockout is None else knockout.layer(index)

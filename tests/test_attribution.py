@@ -3,6 +3,7 @@ integrated gradients add up to the change they explain, and the future gets noth
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -28,6 +29,18 @@ def test_the_parts_of_the_input_add_up_to_the_embedding(variant):
     np.testing.assert_allclose(token_part + position_part, model.embed(t, jnp.arange(10)))
     if variant != "gpt2":  # RoPE: the position acts inside attention, not on the input
         assert not np.any(position_part)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_f_is_the_models_own_log_probability(variant):
+    """chosen_log_prob runs its last block for one token only: it must still be the model's."""
+    model, t = make_model(variant), tokens(10)
+    logits, _ = model(t)
+    log_probs = np.asarray(jax.nn.log_softmax(logits, axis=-1))  # (1, T, V)
+    inputs = model.embed(t, jnp.arange(10))
+    for position in (0, POSITION, 9):
+        f = chosen_log_prob(model, inputs, jnp.int32(position), CHOSEN)
+        assert float(f[0]) == pytest.approx(log_probs[0, position, CHOSEN], abs=1e-5), position
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
