@@ -67,12 +67,14 @@ SINGLE_STEP = tuple(GOAL_MS)
 REPORTED = ("rewrite", "branch")
 HEADS = [(0, 0), (1, 1)]
 SAMPLING = (0.8, 50, 0.95)  # temperature, top_k, top_p: the app's defaults
-# Long joke-like text: the prompt is its last words, as many tokens as a length needs.
+# Long joke-like text: the prompt is its last words, as many tokens as a length needs. It
+# ends at a full stop, or, where a model ends every joke there, mid-sentence.
 FILLER = 6 * (
     "A man walks into a library and asks for books about paranoia. The librarian whispers: "
     "they're right behind you. Why did the scarecrow win an award? He was outstanding in his "
-    "field. I told my wife her eyebrows were drawn too high. She looked surprised. "
+    "field. I told my wife her eyebrows were drawn too high. She looked surprised."
 )
+ENDINGS = ("", " Why did the")
 
 
 @contextmanager
@@ -99,17 +101,21 @@ def counting_compilations() -> Iterator[list[str]]:
 
 def joke_of_length(writer: JokeWriter, length: int, new_tokens: int) -> tuple[tuple, Joke]:
     """What a visitor sends (prompt, settings, seed, clean=False) for a joke of about `length`
-    tokens with `new_tokens` written, and that joke: the first seed whose joke runs its budget."""
-    prompt = writer.fit(FILLER.rstrip(), length - 1 - new_tokens)[0]
+    tokens with `new_tokens` written, and that joke: the first (ending, seed) whose joke runs
+    its budget, else the longest."""
     best: tuple[tuple, Joke] | None = None
-    for seed in range(20):
-        sent = (prompt, *SAMPLING, new_tokens, seed, False)
-        joke = writer.write(writer.request(*sent))
-        if best is None or len(joke.generation.token_ids) > len(best[1].generation.token_ids):
-            best = sent, joke
-        if not joke.generation.ended:
-            break
+    for ending in ENDINGS:
+        prompt = writer.fit(FILLER + ending, length - 1 - new_tokens)[0]
+        for seed in range(20):
+            sent = (prompt, *SAMPLING, new_tokens, seed, False)
+            joke = writer.write(writer.request(*sent))
+            if best is None or len(joke.generation.token_ids) > len(best[1].generation.token_ids):
+                best = sent, joke
+            if not joke.generation.ended:
+                return best
     assert best is not None
+    if not written(best[1]):
+        raise RuntimeError(f"every joke of {length} tokens ended at once: change FILLER's end")
     return best
 
 
