@@ -112,7 +112,10 @@ class Greedy:
 
     def finished(self, event_id: str) -> threading.Event:
         with self.lock:
-            return self.done.setdefault(event_id, threading.Event())
+            event = self.done.setdefault(event_id, threading.Event())
+            if self.stop.is_set():  # joined after __exit__: nobody reads its stream any more
+                event.set()
+            return event
 
     def ask(self) -> None:
         with httpx.Client(base_url=self.url, headers=self.headers, timeout=30) as http:
