@@ -169,15 +169,16 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    for row in rows:
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+    colors = plt.get_cmap("tab20").colors  # one colour a row, up to 20 rows
+    for row, color in zip(rows, colors, strict=False):
         steps, bpc = zip(*row["curve"], strict=True)
-        ax.plot(steps, bpc, "o-", label=f"{row['variant']} ({row['val_bpc']:.3f})")
+        ax.plot(steps, bpc, "o-", color=color, label=f"{row['variant']} ({row['val_bpc']:.3f})")
     ax.set_xlabel("step")
     ax.set_ylabel("validation bits per character")
     ax.set_title("Ablation: same data, seed and budget per variant")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")  # beside the curves
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
