@@ -69,7 +69,10 @@ VARIANTS = (
     Variant("small-dropout-0", "no dropout", ("--dropout", "0")),
     Variant("small-vocab-2048", "2,048-entry vocabulary", ("--vocab-size", "2048")),
     Variant(
-        "small-modern", "all of the above but sinusoidal, ReLU², EMA (the shipped recipe)", MODERN
+        "small-modern",
+        "RoPE, RMSNorm, SwiGLU, QK-norm, no biases, Muon, warmup-stable-decay, no dropout "
+        "(the shipped recipe)",
+        MODERN,
     ),
     Variant(
         "small-modern-relu2",
