@@ -41,6 +41,8 @@ RULES = (
     ("16 equally spaced", 16, 2, 1.0),
     ("24 equally spaced", 24, 2, 1.0),
     (f"{STEPS} placed after {GRID} looks (the default)", STEPS, GRID, EVEN_SHARE),
+    (f"6 placed after {GRID} looks", 6, GRID, EVEN_SHARE),
+    (f"8 placed after {GRID} looks (until 2026-12-05)", 8, GRID, EVEN_SHARE),
     (f"12 placed after {GRID} looks", 12, GRID, EVEN_SHARE),
 )
 GRADIENT_COST = 3  # forward passes a gradient costs

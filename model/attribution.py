@@ -53,7 +53,7 @@ from model.gpt import GPT
 
 # Integrated gradients' points on the path, chosen by measurement: `python -m
 # experiments.integrated_gradients` (its table is in the README's explainer section).
-STEPS = 8  # gradients: a forward and a backward pass each
+STEPS = 7  # gradients: a forward and a backward pass each
 GRID = 9  # forward passes that look at f along the path first: alpha = 0, 1/8, ..., 1
 EVEN_SHARE = 0.3  # of the points spread evenly, the rest by the change of f
 PATH_BATCH = 4  # gradients computed together

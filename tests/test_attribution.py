@@ -10,6 +10,8 @@ import pytest
 from flax import nnx
 
 from model.attribution import (
+    GRID,
+    STEPS,
     chosen_log_prob,
     gradient_times_input,
     integrated_gradients,
@@ -119,8 +121,9 @@ def test_path_points_crowd_where_f_climbs(even_share):
 
 
 def test_points_placed_by_the_change_integrate_a_steep_climb_better():
-    """On a path like the model's (flat, then a steep climb), 8 points placed by a 9-point
-    look at f integrate f's derivative far closer than 8 equally spaced points."""
+    """On a path like the model's (flat, then a steep climb), the default STEPS points placed
+    by a GRID-point look at f integrate f's derivative far closer than STEPS equally spaced
+    points."""
 
     def f(alpha):  # a logistic climb of height 10 centred at alpha = 0.7
         return 10 / (1 + np.exp(-(alpha - 0.7) * 60))
@@ -129,8 +132,9 @@ def test_points_placed_by_the_change_integrate_a_steep_climb_better():
         return 60 * f(alpha) * (1 - f(alpha) / 10)
 
     exact = f(1.0) - f(0.0)
-    alphas, widths = path_points(jnp.asarray(f(np.linspace(0, 1, 9)), jnp.float32), steps=8)
+    looks = jnp.asarray(f(np.linspace(0, 1, GRID)), jnp.float32)
+    alphas, widths = path_points(looks, steps=STEPS)
     placed = float(np.sum(np.asarray(widths) * df(np.asarray(alphas, np.float64))))
-    even = float(np.mean(df((np.arange(8) + 0.5) / 8)))
+    even = float(np.mean(df((np.arange(STEPS) + 0.5) / STEPS)))
     assert abs(placed - exact) < 0.1 * exact
     assert abs(placed - exact) < 0.25 * abs(even - exact)

@@ -24,4 +24,4 @@ def test_the_experiment_measures_every_rule(model_folder: Path, tmp_path: Path, 
     assert rows["24 equally spaced"]["forward_passes"] == 3 * 24 + 2
     printed = capsys.readouterr().out
     assert "2 cases, against 256 equally spaced points" in printed
-    assert "| 8 placed after 9 looks (the default) | 33 |" in printed
+    assert "| 7 placed after 9 looks (the default) | 30 |" in printed
