@@ -133,7 +133,8 @@ class JaxTraining:
     """train.py's compiled step on random tokens: exactly the program training runs."""
 
     def __init__(self, config: GPTConfig, batch: int, seed: int = 0):
-        settings = TrainConfig(batch_size=batch, steps=1000)
+        # AdamW, as the PyTorch side: the classic recipe's optimizer (the model is `config`).
+        settings = TrainConfig(recipe="classic", batch_size=batch, steps=1000)
         model = GPT(config, rngs=nnx.Rngs(seed))
         optimizer = nnx.Optimizer(model, make_optimizer(settings), wrt=nnx.Param)
         graphdef, self.state = nnx.split((model, optimizer))

@@ -5,10 +5,10 @@ project's default recipe and a nanoGPT-style PyTorch reference, one after the ot
     python -m benchmarks.time_to_quality --quick    # tiny preset, 20 s + 40 s: about 2 min
     python -m benchmarks.time_to_quality --quick -- --n-layer 1 --d-model 32   # train.py flags
 
-1. The project: what `python train.py --preset small` runs (TrainConfig's defaults under the
+1. The project: what `python train.py --preset small` runs (the default recipe under the
    preset's training settings, read at run time; flags after `--` are train.py's), through
    training.run.Run: its corpus, model, optimizer, compiled step and batches. As --time-budget
-   does, it times a few steps on a throwaway copy, then sets its step count (the cosine's
+   does, it times a few steps on a throwaway copy, then sets its step count (the schedule's
    length) so that training ends with the budget.
 2. The reference: benchmarks/torch_reference.py at the same sizes, nanoGPT's recipe (AdamW 1e-3,
    50 warmup steps, cosine to 1e-4, beta2 0.99, weight decay 0.1 on 2-D weights, clip 1.0, no

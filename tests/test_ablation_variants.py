@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 import train
-from experiments.ablation import VARIANTS
+from experiments.ablation import BASE, VARIANTS
 from training.config import parse_args
 
 
 def config_of(*flags: str):
-    return parse_args(["--preset", "small", *flags], train.__doc__)[0]
+    return parse_args([*BASE, *flags], train.__doc__)[0]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])

@@ -13,7 +13,7 @@ from training_runs import JOKES, OTHER_JOKES, metrics, run, write_jokes
 import training.budget
 import training.run
 from model.checkpoint import load_model
-from training.budget import Timings, parse_duration, steps_within
+from training.budget import STEP_MARGIN, Timings, parse_duration, steps_within
 from training.config import TrainError
 
 
@@ -41,8 +41,9 @@ def test_no_budget_is_no_duration():
 def test_the_steps_fill_what_the_budget_leaves():
     timings = Timings(compile_s=5.0, step_s=0.1, eval_s=1.0)
     # 100 s - 10 spent - 5 to compile again - 1 for the final evaluation = 84 s, at 0.1 s a
-    # step plus an evaluation (1 s) every 10 steps: 0.2 s a step.
-    assert steps_within(100.0, 10.0, timings, eval_every=10) == 420
+    # step with its margin (0.103 s) plus an evaluation (1 s) every 10 steps: 0.203 s a step.
+    assert STEP_MARGIN == 1.03
+    assert steps_within(100.0, 10.0, timings, eval_every=10) == 413
     assert steps_within(10.0, 12.0, timings, eval_every=10) == 1  # spent already: one step
 
 

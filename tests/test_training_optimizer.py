@@ -253,8 +253,8 @@ def test_warmup_stable_decay_schedule():
     assert float(lr(100)) == pytest.approx(0.2)  # min_lr_ratio * peak when the run ends
 
 
-def test_cosine_stays_the_default_schedule():
-    config = TrainConfig(steps=100, warmup_steps=10)
+def test_the_classic_recipe_decays_on_a_cosine():
+    config = TrainConfig(recipe="classic", steps=100, warmup_steps=10)
     lr = make_schedule(config, peak=1.0)
     assert config.schedule == "cosine" and config.optimizer == "adamw"
     assert float(lr(10)) == pytest.approx(1.0)

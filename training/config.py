@@ -4,7 +4,8 @@ Every TrainConfig field is a flag of `python train.py`: its help text sits besid
 (`option(default, help)`) and its type comes from its annotation, so a new setting is one new
 field. `parse_args` turns the command line into a TrainConfig, with the chosen preset's
 training settings (TRAIN_PRESETS) under the flags that were given; `model_config` does the same
-for the model's sizes (model/config.py's presets).
+for the model's sizes (model/config.py's presets). What is left unset after both is the
+recipe's (RECIPES): its model components, dropout, optimizer and schedule.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,6 +32,14 @@ class TrainConfig:
 
     preset: str = option(
         "tiny", "model size and training length: tiny (minutes on a laptop CPU), small, base"
+    )
+    recipe: Literal["modern", "classic"] = option(
+        "modern",
+        "how the model is built and trained where no flag says otherwise: modern (the "
+        "measured best: RoPE, RMSNorm, ReLU², QK-norm, no biases, no dropout, Muon, the WSD "
+        "schedule) "
+        "or classic (GPT-2 as the seed material teaches it: learned positions, LayerNorm, GELU, "
+        "biases, dropout, AdamW, cosine); --init-from keeps the loaded model's components",
     )
     data: list[str] = field(  # a list: a fresh one per config, so not option()
         default_factory=list,
@@ -54,7 +64,8 @@ class TrainConfig:
         "train from scratch with this model folder's tokenizer, so that the run's token ids are "
         "the folder's (e.g. snapshots of a re-run to ship with that model)",
     )
-    # Model sizes: None takes the preset's value (or the --init-from model's).
+    # Model sizes: None takes the preset's value (or the --init-from model's). The components
+    # (positional to bias) and dropout: the recipe's (fine-tuning keeps the model's components).
     n_layer: int | None = option(None, "transformer blocks")
     n_head: int | None = option(None, "attention heads per block (must divide d_model)")
     d_model: int | None = option(None, "width of the residual stream")
@@ -89,8 +100,8 @@ class TrainConfig:
         "evaluations and the schedule's end included; not data preparation or export) "
         "ends on time; --resume keeps that step count (default: none, use --steps)",
     )
-    optimizer: Literal["adamw", "muon"] = option(
-        "adamw",
+    optimizer: Literal["adamw", "muon"] | None = option(
+        None,
         "adamw: AdamW for every parameter; muon: Muon for the 2-D weight matrices inside the "
         "transformer blocks (attention and feed-forward kernels), AdamW for the rest "
         "(embeddings, norms, biases)",
@@ -106,8 +117,8 @@ class TrainConfig:
         "Muon's weight decay on the block matrices, multiplied by Muon's scheduled learning "
         "rate as optax does (0.1 at a rate of 0.02 shrinks them by 0.002 per step)",
     )
-    schedule: Literal["cosine", "wsd"] = option(
-        "cosine",
+    schedule: Literal["cosine", "wsd"] | None = option(
+        None,
         "learning-rate schedule after the linear warmup: cosine decay to the final rate, or "
         "wsd (warmup-stable-decay): flat at the peak, then a linear cooldown to the final rate",
     )
@@ -126,7 +137,12 @@ class TrainConfig:
         "keep an exponential moving average of the weights with this decay (e.g. 0.999; "
         "0: off); evaluations report both, the better one is exported",
     )
-    fused_attention: bool = option(True, "train with the fused attention op (same maths, faster)")
+    fused_attention: bool | None = option(
+        None,
+        "train with the fused attention op, jax.nn.dot_product_attention (the same maths as the "
+        "plain formula the app shows); default: on GPU and TPU, off on CPU, where the plain "
+        "formula is faster (the small preset's step: 430 against 453 ms)",
+    )
     seed: int = option(0, "random seed: same seed, data and device give the same loss curve")
     # Data preparation.
     clean: bool = option(
@@ -167,28 +183,52 @@ class TrainConfig:
         "float32", "storage dtype of the exported weights: float32 or bfloat16"
     )
 
+    def __post_init__(self) -> None:
+        """Fill every setting left unset (None) from the recipe; the model's components only
+        when training from scratch, as --init-from keeps the loaded model's."""
+        if self.recipe not in RECIPES:
+            raise TrainError(
+                f"--recipe {self.recipe!r} is unknown: use one of {', '.join(RECIPES)}"
+            )
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None and not (self.init_from and name in COMPONENTS):
+                setattr(self, name, value)
+
 
 # Training settings per model preset; the model sizes themselves are in model/config.py.
+# small's batch of 16 is the ablation's and time to quality's: on a 2-core CPU, twice the
+# steps of half the size learn more in the same time (benchmarks/README.md).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(steps=300, batch_size=32, learning_rate=2e-3, warmup_steps=30, eval_every=150),
-    "small": dict(steps=3000, batch_size=32, learning_rate=1e-3, warmup_steps=100, eval_every=250),
+    "small": dict(steps=3000, batch_size=16, learning_rate=1e-3, warmup_steps=30, eval_every=250),
     "base": dict(steps=10000, batch_size=64, learning_rate=6e-4, warmup_steps=500, eval_every=500),
 }
-# What the model is: its sizes and components (model/config.py); fixed when fine-tuning.
-SIZE_FLAGS = (
-    "n_layer",
-    "n_head",
-    "d_model",
-    "d_ff",
-    "block_size",
-    "positional",
-    "norm",
-    "activation",
-    "qk_norm",
-    "bias",
-)
-# The settings a --preset chooses: model sizes (model/config.py), then training settings.
-PRESET_ROWS = (*SIZE_FLAGS, "dropout", *next(iter(TRAIN_PRESETS.values())))
+# What the model is, fixed when fine-tuning: its sizes (the preset's, model/config.py) and its
+# components (the recipe's).
+MODEL_SIZES = ("n_layer", "n_head", "d_model", "d_ff", "block_size")
+COMPONENTS = ("positional", "norm", "activation", "qk_norm", "bias")
+SIZE_FLAGS = (*MODEL_SIZES, *COMPONENTS)
+# The settings a --preset chooses: model sizes, then training settings.
+PRESET_ROWS = (*MODEL_SIZES, *next(iter(TRAIN_PRESETS.values())))
+# What --recipe fills in where no flag chose. classic is the seed material's GPT-2, the
+# model/config.py defaults that the teaching path reads, trained as in 2019. modern is what
+# the 15-minute ablation measured best on the small preset (README, "Choosing by
+# measurement"; experiments/ablation.py): every piece of it helped there.
+_CLASSIC_MODEL = {name: getattr(GPTConfig(), name) for name in (*COMPONENTS, "dropout")}
+RECIPES: dict[str, dict[str, Any]] = {
+    "modern": dict(
+        positional="rope",
+        norm="rmsnorm",
+        activation="relu2",
+        qk_norm=True,
+        bias=False,
+        dropout=0.0,
+        optimizer="muon",
+        schedule="wsd",
+    ),
+    "classic": {**_CLASSIC_MODEL, "optimizer": "adamw", "schedule": "cosine"},
+}
+RECIPE_ROWS = tuple(RECIPES["modern"])
 
 
 class TrainError(Exception):
@@ -204,29 +244,31 @@ def parse_args(argv: list[str] | None, usage: str) -> tuple[TrainConfig, argpars
     parser = argparse.ArgumentParser(
         prog="python train.py",
         description=usage.split("\n\n")[0],
-        epilog="Examples:\n" + usage.split("\n\n")[1] + "\n\n" + preset_table(),
+        epilog="\n\n".join(
+            ("Examples:\n" + usage.split("\n\n")[1], preset_table(), recipe_table())
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    defaults = TrainConfig()
-    types = typing.get_type_hints(TrainConfig)  # the annotations, e.g. int | None
+    defaults = unset_config()
+    hints = typing.get_type_hints(TrainConfig)  # the annotations, e.g. int | None
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         text = f.metadata["help"]
-        kind = next(
-            t for t in typing.get_args(types[f.name]) or (types[f.name],) if t is not type(None)
-        )
-        if kind is list or typing.get_origin(types[f.name]) is list:
+        kind = _without_none(hints[f.name])  # e.g. int | None -> int
+        if f.name in PRESET_ROWS or f.name in RECIPE_ROWS:
+            shown = "the preset's" if f.name in PRESET_ROWS else "the recipe's"
+            text = f"{text} (default: {shown}, see below)"
+        elif typing.get_origin(kind) is Literal:
+            text = f"{text} (default: {defaults[f.name]})"
+        elif "default:" not in text and kind is not bool:  # a text may name its own default
+            text = f"{text} (default: {defaults[f.name]!r})"
+        if kind is list or typing.get_origin(kind) is list:
             parser.add_argument(flag, nargs="+", default=[], help=text)
-        elif typing.get_origin(types[f.name]) is Literal:  # a choice: --help lists them
-            text = f"{text} (default: {getattr(defaults, f.name)})"
-            parser.add_argument(flag, choices=typing.get_args(types[f.name]), help=text)
+        elif typing.get_origin(kind) is Literal:  # a choice: --help lists them
+            parser.add_argument(flag, choices=typing.get_args(kind), help=text)
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
         else:
-            default = getattr(defaults, f.name)
-            if "default:" not in text:  # a help text may name its own default
-                shown = "the preset's, see below" if f.name in PRESET_ROWS else repr(default)
-                text = f"{text} (default: {shown})"
             parser.add_argument(flag, type=kind, help=text)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
@@ -254,10 +296,10 @@ def parse_args(argv: list[str] | None, usage: str) -> tuple[TrainConfig, argpars
         help="multi-host: this process's index (env JAX_PROCESS_ID)",
     )
     args = parser.parse_args(argv)
-    preset = args.preset or defaults.preset
+    preset = args.preset or defaults["preset"]
     if preset not in PRESETS:
         parser.error(f"--preset {preset!r} is unknown: choose one of {', '.join(PRESETS)}")
-    values = {**dataclasses.asdict(defaults), **TRAIN_PRESETS[preset], "preset": preset}
+    values = {**defaults, **TRAIN_PRESETS[preset], "preset": preset}
     if args.out is None:
         values["out"] = f"runs/{preset}"
     for f in dataclasses.fields(TrainConfig):
@@ -281,10 +323,32 @@ def preset_table() -> str:
     return "\n".join(lines)
 
 
+def recipe_table() -> str:
+    """What each --recipe sets, as a table for --help."""
+    width = max(len(row) for row in RECIPE_ROWS) + 4
+    lines = [
+        "Recipes (a flag given on the command line wins over its recipe's value;\n"
+        "--init-from keeps the loaded model's components):"
+    ]
+    lines.append("  " + "flag".ljust(width) + "".join(name.rjust(12) for name in RECIPES))
+    for row in RECIPE_ROWS:
+        cells = "".join(f"{RECIPES[name][row]!s:>12}" for name in RECIPES)
+        lines.append("  " + ("--" + row.replace("_", "-")).ljust(width) + cells)
+    return "\n".join(lines)
+
+
+def unset_config() -> dict[str, Any]:
+    """Every TrainConfig field at its declared default, before the recipe fills the unset."""
+    return {
+        f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(TrainConfig)
+    }
+
+
 def size_preset(config: GPTConfig) -> str:
     """The name of the preset whose model sizes `config` has, or "custom"."""
     for name, preset in PRESETS.items():
-        if all(getattr(preset, f) == getattr(config, f) for f in SIZE_FLAGS):
+        if all(getattr(preset, f) == getattr(config, f) for f in MODEL_SIZES):
             return name
     return "custom"
 
@@ -306,6 +370,13 @@ def model_config(config: TrainConfig, base: GPTConfig, fine_tuning: bool) -> GPT
                 f"drop {flags}"
             )
     return dataclasses.replace(base, **overrides).validate()
+
+
+def _without_none(hint: Any) -> Any:
+    """`X | None` -> X; any other annotation as it is."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(t for t in typing.get_args(hint) if t is not type(None))
+    return hint
 
 
 def _env_int(name: str) -> int | None:

@@ -61,7 +61,11 @@ def prepare_folder(folder: Path, config: TrainConfig, resume: bool) -> None:
 def saved_config(folder: Path) -> TrainConfig | None:
     """The TrainConfig the run in `folder` started with, if it has one."""
     saved = folder / TRAIN_CONFIG
-    return TrainConfig(**json.loads(saved.read_text())) if saved.is_file() else None
+    if not saved.is_file():
+        return None
+    # Runs started before --recipe existed left the model's components unset for the classic
+    # defaults to fill in; read them so, not with today's default recipe.
+    return TrainConfig(**{"recipe": "classic", **json.loads(saved.read_text())})
 
 
 def append_record(folder: Path, record: dict[str, Any]) -> None:
