@@ -36,10 +36,8 @@ class TrainConfig:
     recipe: Literal["modern", "classic"] = option(
         "modern",
         "how the model is built and trained where no flag says otherwise: modern (the "
-        "measured best: RoPE, RMSNorm, ReLU², QK-norm, no biases, no dropout, Muon, the WSD "
-        "schedule) "
-        "or classic (GPT-2 as the seed material teaches it: learned positions, LayerNorm, GELU, "
-        "biases, dropout, AdamW, cosine); --init-from keeps the loaded model's components",
+        "measured best) or classic (GPT-2 as the seed material teaches it); the table at the "
+        "end lists what each sets; --init-from keeps the loaded model's components",
     )
     data: list[str] = field(  # a list: a fresh one per config, so not option()
         default_factory=list,
@@ -213,7 +211,7 @@ PRESET_ROWS = (*MODEL_SIZES, *next(iter(TRAIN_PRESETS.values())))
 # What --recipe fills in where no flag chose. classic is the seed material's GPT-2, the
 # model/config.py defaults that the teaching path reads, trained as in 2019. modern is what
 # the 15-minute ablation measured best on the small preset (README, "Choosing by
-# measurement"; experiments/ablation.py): every piece of it helped there.
+# measurement"; experiments/ablation.py), as a whole: QK-norm hurt alone, helps within it.
 _CLASSIC_MODEL = {name: getattr(GPTConfig(), name) for name in (*COMPONENTS, "dropout")}
 RECIPES: dict[str, dict[str, Any]] = {
     "modern": dict(
@@ -314,25 +312,25 @@ def preset_table() -> str:
     values = {
         name: {**PRESETS[name].to_dict(), **settings} for name, settings in TRAIN_PRESETS.items()
     }
-    width = max(len(row) for row in PRESET_ROWS) + 4
-    lines = ["Presets (a flag given on the command line wins over its preset's value):"]
-    lines.append("  " + "flag".ljust(width) + "".join(name.rjust(12) for name in values))
-    for row in PRESET_ROWS:
-        cells = "".join(f"{values[name][row]!s:>12}" for name in values)
-        lines.append("  " + ("--" + row.replace("_", "-")).ljust(width) + cells)
-    return "\n".join(lines)
+    title = "Presets (a flag given on the command line wins over its preset's value):"
+    return flag_table(title, values, PRESET_ROWS)
 
 
 def recipe_table() -> str:
     """What each --recipe sets, as a table for --help."""
-    width = max(len(row) for row in RECIPE_ROWS) + 4
-    lines = [
+    title = (
         "Recipes (a flag given on the command line wins over its recipe's value;\n"
         "--init-from keeps the loaded model's components):"
-    ]
-    lines.append("  " + "flag".ljust(width) + "".join(name.rjust(12) for name in RECIPES))
-    for row in RECIPE_ROWS:
-        cells = "".join(f"{RECIPES[name][row]!s:>12}" for name in RECIPES)
+    )
+    return flag_table(title, RECIPES, RECIPE_ROWS)
+
+
+def flag_table(title: str, columns: dict[str, dict[str, Any]], rows: tuple[str, ...]) -> str:
+    """`title`, then one line per flag in `rows` with its value in each named column."""
+    width = max(len(row) for row in rows) + 4
+    lines = [title, "  " + "flag".ljust(width) + "".join(name.rjust(12) for name in columns)]
+    for row in rows:
+        cells = "".join(f"{values[row]!s:>12}" for values in columns.values())
         lines.append("  " + ("--" + row.replace("_", "-")).ljust(width) + cells)
     return "\n".join(lines)
 
