@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -174,11 +175,18 @@ def test_two_processes_of_two_devices_give_the_losses_of_one(workdir, one_device
     processes, records = two_processes
     assert_same_curve(records, one_device[:HALF])
     devices = 2 * DEVICES_PER_PROCESS
-    # Process 0 alone reports, logs and exports; process 1 trains silently (but for the
-    # line the gloo library prints when the processes connect).
+    # Process 0 alone reports, logs and exports; process 1 trains silently, but for the lines
+    # the gloo library prints when the devices connect ("[Gloo] Rank 3 is connected to 3 peer
+    # ranks. Expected number of connected peer ranks is : 3"). Its threads print them at once;
+    # once in CI a line held "3" alone, most likely the end of one of them split off.
     assert f"devices: {devices} x cpu, 2 process(es); starting at step 0" in processes[0].stdout
     assert "exported" in processes[0].stdout
-    assert [line for line in processes[1].stdout.splitlines() if "[Gloo]" not in line] == []
+    ours = [
+        line
+        for line in processes[1].stdout.splitlines()
+        if "[Gloo]" not in line and not re.fullmatch(r"\s*\d+\s*", line)
+    ]
+    assert ours == []
     assert (workdir / "two" / "model" / "model.safetensors").is_file()
 
 
