@@ -64,6 +64,13 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+def choose_seed(page: Page, seed: int) -> None:
+    """Type a seed and wait until the page has switched "Random seed" off: typing a seed does
+    that through the server, and a joke asked for sooner would take a random seed."""
+    page.get_by_label("Seed", exact=True).fill(str(seed))
+    expect(page.get_by_label("Random seed")).not_to_be_checked()
+
+
 def tell_a_joke(page: Page, url: str, prompt: str) -> None:
     """Ask for a joke (on the page already open when `url` is empty) and wait for it."""
     if url:
@@ -200,7 +207,7 @@ def test_scrub_read_the_lens_knock_out_heads_and_branch(browser: Browser, served
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(url)
     page.get_by_label("Clean jokes only").uncheck()
-    page.get_by_label("Seed", exact=True).fill("5")  # typing a seed switches "random" off
+    choose_seed(page, 5)
     tell_a_joke(page, url="", prompt="Why did the")
     card = page.locator("#token-info")
     expect(card).to_contain_text("Surprisal")
@@ -257,8 +264,9 @@ def test_follow_the_information_flow_attribution_and_setup_punchline(browser: Br
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(url)
     page.get_by_label("Clean jokes only").uncheck()
-    page.get_by_label("Seed", exact=True).fill("5")
+    choose_seed(page, 5)
     tell_a_joke(page, url="", prompt="Why did the duck cross the road? To")
+    expect(page.locator("#joke .pl-meta")).to_contain_text(re.compile(r"seed 5\b"))
     flow = page.locator("#flow")
     expect(flow.locator("svg.pl-flow-graph")).to_be_visible(timeout=30_000)
     expect(flow.locator(".pl-caption").first).to_contain_text("whose stream predicts")
