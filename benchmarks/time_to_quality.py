@@ -213,11 +213,12 @@ def train_reference(
 ) -> dict[str, Any]:
     """The reference's curve on the project's corpus and batches; a note if torch is missing."""
     try:
-        from benchmarks.torch_reference import make_train_step, summed_nll, torch
+        from benchmarks.torch_reference import COMPONENTS, make_train_step, summed_nll, torch
     except ImportError:
         return {"note": "not installed", "curve": []}
     torch.set_num_threads(os.cpu_count())
-    sizes = dataclasses.replace(run.model_config, dropout=0.0, bias=False, positional="learned")
+    # The sizes of the project's model with nanoGPT's components, no biases and no dropout.
+    sizes = dataclasses.replace(run.model_config, dropout=0.0, bias=False, **COMPONENTS)
     train, val, seed = run.corpus.train, run.corpus.val, run.config.seed
 
     def tensors(batch: Batch) -> list[torch.Tensor]:

@@ -25,6 +25,9 @@ from torch.nn import functional as F
 
 from model.config import GPTConfig
 
+# What this model is, whatever else a config says: the GPT-2 components, written out below.
+COMPONENTS = {"positional": "learned", "norm": "layernorm", "activation": "gelu", "qk_norm": False}
+
 
 class Block(nn.Module):
     def __init__(self, config: GPTConfig):
@@ -62,6 +65,9 @@ class Block(nn.Module):
 class TorchGPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
+        other = {k: getattr(config, k) for k in COMPONENTS if getattr(config, k) != COMPONENTS[k]}
+        if other:
+            raise ValueError(f"TorchGPT has only {COMPONENTS}, not {other}: set them so")
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.position_embedding = nn.Embedding(config.block_size, config.d_model)
         self.dropout = nn.Dropout(config.dropout)

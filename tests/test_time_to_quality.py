@@ -8,6 +8,7 @@ still checked and the reference must say "not installed".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import itertools
@@ -126,3 +127,13 @@ def test_the_reference_reads_each_joke_of_a_row_as_if_alone():
         nll, count = summed_nll(model, tokens, tokens, positions, segments)
     torch.testing.assert_close(packed[:, 5:9], alone, atol=1e-5, rtol=1e-5)
     assert count == 9 and math.isfinite(float(nll))
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (requirements-bench.txt)")
+def test_the_reference_refuses_components_it_does_not_have():
+    from benchmarks.torch_reference import TorchGPT
+    from model.config import GPTConfig
+
+    config = GPTConfig(vocab_size=50, block_size=12, n_layer=1, n_head=2, d_model=16, d_ff=32)
+    with pytest.raises(ValueError, match="'norm': 'rmsnorm'"):
+        TorchGPT(dataclasses.replace(config, norm="rmsnorm"))
