@@ -65,8 +65,7 @@ def browser() -> Iterator[Browser]:
 
 
 def choose_seed(page: Page, seed: int) -> None:
-    """Type a seed and wait until the page has switched "Random seed" off: typing a seed does
-    that through the server, and a joke asked for sooner would take a random seed."""
+    """Type a seed: the page switches "Random seed" off (in the browser, ui/events.py)."""
     page.get_by_label("Seed", exact=True).fill(str(seed))
     expect(page.get_by_label("Random seed")).not_to_be_checked()
 
