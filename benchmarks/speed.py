@@ -155,13 +155,14 @@ class JaxTraining:
             )
         )
         self.key = jax.random.key(seed)
+        self.total_steps = np.int32(settings.steps)  # the schedule's length
         self.tokens_per_step = batch * config.block_size
         start = time.perf_counter()
         self.loss = self.step()  # the first call traces and compiles
         self.compile_seconds = time.perf_counter() - start
 
     def step(self) -> float:
-        self.state, metrics = self._step(self.state, self.batch, self.key)
+        self.state, metrics = self._step(self.state, self.batch, self.key, self.total_steps)
         return float(metrics["loss"])  # waits for the step to finish
 
 

@@ -8,11 +8,12 @@ project's default recipe and a nanoGPT-style PyTorch reference, one after the ot
 1. The project: what `python train.py --preset small` runs (the default recipe under the
    preset's training settings, read at run time; flags after `--` are train.py's), through
    training.run.Run: its corpus, model, optimizer, compiled step and batches. As --time-budget
-   does, it times a few steps on a throwaway copy, then sets its step count (the schedule's
-   length) so that training ends with the budget.
+   does (training/budget.py), it plans its step count (the schedule's length) from the pace of
+   its own steps, again every 10 steps until the cooldown needs it, to end with the budget.
 2. The reference: benchmarks/torch_reference.py at the same sizes, nanoGPT's recipe (AdamW 1e-3,
    50 warmup steps, cosine to 1e-4, beta2 0.99, weight decay 0.1 on 2-D weights, clip 1.0, no
-   dropout, no biases, learned positions, batch 32), its cosine's length set the same way.
+   dropout, no biases, learned positions, batch 32), its cosine's length planned the same way
+   (final at the end of its warmup, where the cosine starts to need it).
 
 Same data, tokenizer and validation: both train on data.packing.train_batch's rows (same seed:
 the same batches, every joke from its own start, loss on real targets only) with the tokenizer
@@ -39,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -50,7 +50,7 @@ from model.host_memory import reuse_freed_memory
 from model.loss import loss_figures
 from training import cli
 from training.average import averaged_model_state
-from training.budget import Timings, steps_within, time_steps
+from training.budget import StepPlan
 from training.config import TrainConfig, parse_args
 from training.distributed import process_rows
 from training.run import Run
@@ -117,15 +117,20 @@ class Curve:
         print(f"{self.total:8.1f} s  step {step:6,}  {self.points[-1]['bpc']:.4f} bits/char")
 
     def train(
-        self, advance: Callable[[int], None], steps: int, budget_s: float, sync: Sync = lambda: None
+        self,
+        advance: Callable[[int], None],
+        steps: Callable[[], int],
+        budget_s: float,
+        sync: Sync = lambda: None,
     ) -> None:
-        """Steps 0, 1, ... until `steps` or the budget's end (at least one), evaluating every
-        `eval_every_s` seconds of training and at the end."""
+        """Steps 0, 1, ... until `steps()` (asked after every step: a plan may change it) or
+        the budget's end (at least one), evaluating every `eval_every_s` seconds of training
+        and at the end."""
         step, next_eval = 0, self.seconds + self.eval_every_s
-        while step < steps and (step == 0 or self.seconds < budget_s):
+        while step < steps() and (step == 0 or self.seconds < budget_s):
             advance(step)
             step += 1
-            if step < steps and next_eval <= self.seconds < budget_s:
+            if step < steps() and next_eval <= self.seconds < budget_s:
                 self.point(step, sync)
                 self.since = time.perf_counter()
                 next_eval = self.seconds + self.eval_every_s
@@ -168,13 +173,9 @@ def train_project(
         return point
 
     curve = Curve(evaluate, eval_every_s)
-    trial = [jax.tree.map(jnp.copy, run.state)]  # the step donates its input: not run.state
-    trial_step = lambda index: trial.append(run.advance(trial.pop(), index)[0])  # noqa: E731
-    compile_s, step_s = time_steps(trial_step, lambda: jax.block_until_ready(trial))
-    del trial[0]
-    config.steps = steps_within(budget_s, curve.seconds, Timings(compile_s, step_s, 0.0), 1)
-    run.start_optimizer(nnx.merge(run.graphdef, run.state)[0])  # the schedule of those steps
-    print(f"project: {step_s * 1000:.0f} ms a step: {config.steps:,} steps in {budget_s:.0f} s")
+    # As --time-budget does (training/budget.py): the step count planned from the run's own
+    # pace, from the first step on (it compiles), at every log until the schedule needs it.
+    plan = StepPlan(budget_s, config)
     pending: list[jax.Array] = []
 
     def advance(step: int) -> None:
@@ -182,14 +183,22 @@ def train_project(
         if pending and not math.isfinite(float(pending.pop())):  # a step behind: no stall
             raise RuntimeError(f"the project's loss diverged before step {step}")
         pending.append(metrics["loss"])
+        done = step + 1
+        if plan.started is None:
+            jax.block_until_ready(run.state)
+            plan.start(done, curve.seconds)
+        elif not plan.fixed and done % config.log_every == 0:
+            jax.block_until_ready(run.state)
+            config.steps = plan.plan(done, curve.seconds, curve.seconds)
+            if plan.fixed:
+                print(f"project: {plan.step_s * 1000:.0f} ms a step: {config.steps:,} steps")
 
-    curve.train(advance, config.steps, budget_s, lambda: jax.block_until_ready(run.state))
+    curve.train(advance, lambda: config.steps, budget_s, lambda: jax.block_until_ready(run.state))
     return {
         "recipe": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data", "out")},
         "model": run.model_config.to_dict(),
         "parameters": run.n_params,
-        "step_ms": 1000 * step_s,
-        "compile_s": compile_s,
+        "step_ms": None if plan.step_s is None else 1000 * plan.step_s,
         "steps_planned": config.steps,
         "curve": curve.points,
     }, run
@@ -240,25 +249,32 @@ def train_reference(
 
     trainer = make_train_step(sizes, recipe.learning_rate, seed=seed)
     curve = Curve(evaluate, eval_every_s)
-    trial = make_train_step(sizes, recipe.learning_rate, seed=seed + 1)  # thrown away
-    _, step_s = time_steps(lambda index: trial(*rows(index)), lambda: None)
-    steps = max(1, math.floor((budget_s - curve.seconds) / step_s))
-    trainer.schedule = nanogpt_lr(recipe, steps)
-    print(f"reference: {step_s * 1000:.0f} ms a step: {steps:,} steps in {budget_s:.0f} s")
+    # Its step count planned as the project's is, for nanoGPT's schedule: from the first step
+    # on, at every log until the cosine (after the warmup) needs it.
+    schedule = TrainConfig(schedule="cosine", warmup_steps=recipe.warmup_steps)
+    plan, steps = StepPlan(budget_s, schedule), [run.config.steps]  # provisional
+    trainer.schedule = lambda step: nanogpt_lr(recipe, steps[0])(step)
 
     def advance(step: int) -> None:
         if not math.isfinite(trainer(*rows(step))):
             raise RuntimeError(f"the reference's loss diverged at step {step}")
+        done = step + 1
+        if plan.started is None:
+            plan.start(done, curve.seconds)
+        elif not plan.fixed and done % schedule.log_every == 0:
+            steps[0] = plan.plan(done, curve.seconds, curve.seconds)
+            if plan.fixed:
+                print(f"reference: {plan.step_s * 1000:.0f} ms a step: {steps[0]:,} steps")
 
-    curve.train(advance, steps, budget_s)
+    curve.train(advance, lambda: steps[0], budget_s)
     return {
         "recipe": {**dataclasses.asdict(recipe), "beta2": 0.99, "weight_decay_2d": 0.1},
         "model": sizes.to_dict(),
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "step_ms": 1000 * step_s,
-        "steps_planned": steps,
+        "step_ms": None if plan.step_s is None else 1000 * plan.step_s,
+        "steps_planned": steps[0],
         "curve": curve.points,
     }
 

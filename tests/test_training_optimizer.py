@@ -23,6 +23,7 @@ from training.optimizer import (
     make_optimizer,
     make_schedule,
     param_labels,
+    settles_at,
     stacked_by_shape,
 )
 from training.state import Checkpoints
@@ -103,7 +104,7 @@ def training_state(config: TrainConfig, model_config: GPTConfig = TINY):
     @jax.jit
     def update(state: nnx.State, grads: nnx.State) -> nnx.State:
         model, optimizer = nnx.merge(graphdef, state)
-        optimizer.update(model, grads)
+        optimizer.update(model, grads, total_steps=config.steps)
         return nnx.split((model, optimizer))[1]
 
     return graphdef, state, update
@@ -204,7 +205,7 @@ def test_a_few_muon_steps_lower_the_loss_more_than_adamw_on_the_rest_alone():
                 return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
 
             loss, grads = nnx.value_and_grad(loss_fn)(model)
-            optimizer.update(model, grads)
+            optimizer.update(model, grads, total_steps=config.steps)
             return loss
 
         return [float(step(model, optimizer)) for _ in range(config.steps)]
@@ -243,7 +244,11 @@ def test_warmup_stable_decay_schedule():
     config = TrainConfig(
         steps=100, warmup_steps=10, schedule="wsd", cooldown_fraction=0.2, min_lr_ratio=0.1
     )
-    lr = make_schedule(config, peak=2.0)
+    share = make_schedule(config)
+
+    def lr(step: int, total: int = 100) -> float:
+        return 2.0 * float(share(step, total))
+
     assert float(lr(0)) == 0.0
     assert float(lr(5)) == pytest.approx(1.0)
     assert float(lr(10)) == pytest.approx(2.0)  # the end of the warmup: the peak
@@ -251,15 +256,22 @@ def test_warmup_stable_decay_schedule():
     assert float(lr(90)) == pytest.approx(1.1)  # halfway down from 2.0 to 0.2
     assert float(lr(99)) == pytest.approx(0.2 + 1.8 / 20)  # the last step's rate
     assert float(lr(100)) == pytest.approx(0.2)  # min_lr_ratio * peak when the run ends
+    # The step count is an input: a longer run stays flat longer and cools down over its own
+    # last fifth, from the step settles_at names.
+    assert lr(80, total=200) == lr(159, total=200) == pytest.approx(2.0)
+    assert lr(180, total=200) == pytest.approx(1.1)
+    assert settles_at(config, 100) == 80 and settles_at(config, 200) == 160
 
 
 def test_the_classic_recipe_decays_on_a_cosine():
     config = TrainConfig(recipe="classic", steps=100, warmup_steps=10)
-    lr = make_schedule(config, peak=1.0)
+    share = make_schedule(config)
+    lr = lambda step: float(share(step, 100))  # noqa: E731  (peak 1)
     assert config.schedule == "cosine" and config.optimizer == "adamw"
     assert float(lr(10)) == pytest.approx(1.0)
     assert float(lr(55)) == pytest.approx(0.55)  # halfway down the cosine from 1.0 to 0.1
     assert float(lr(100)) == pytest.approx(0.1)
+    assert settles_at(config, 100) == 10  # the cosine's shape depends on the count after the warmup
 
 
 @pytest.mark.parametrize(

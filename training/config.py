@@ -93,10 +93,11 @@ class TrainConfig:
     )
     time_budget: str | None = option(
         None,
-        "train for this long instead of --steps, e.g. 90s, 30m, 1.5h: after a few warm steps "
-        "the run times one step and sets --steps so that training (compilation, steps, "
-        "evaluations and the schedule's end included; not data preparation or export) "
-        "ends on time; --resume keeps that step count (default: none, use --steps)",
+        "train for this long instead of --steps, e.g. 90s, 30m, 1.5h: the run plans --steps "
+        "from the pace of its own steps, again at every log until the schedule's cooldown "
+        "needs it, so that training (compilation, steps, evaluations and the schedule's end "
+        "included; not data preparation or export) ends on time; --resume keeps the count "
+        "(default: none, use --steps)",
     )
     optimizer: Literal["adamw", "muon"] | None = option(
         None,

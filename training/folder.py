@@ -3,7 +3,7 @@
     RUN/train_config.json   the TrainConfig the run started with (--resume reads it back)
     RUN/metrics.jsonl       one JSON record per logged step (training loss, throughput, ...)
     RUN/tokenizer.json      RUN/data_report.md    RUN/loss.png
-    RUN/budget.json         --time-budget: the step count chosen and the timings behind it
+    RUN/budget.json         --time-budget: the step count planned and the pace behind it
     RUN/state/              Orbax training checkpoints (training/state.py)
     RUN/model/              the exported model folder (training/export.py)
 

@@ -2,8 +2,8 @@
 
 `Run(config, resume)` sets everything up (the folder, the base model when fine-tuning, the
 data, the devices, the state, restored from the latest checkpoint on --resume); `Run.train()`
-trains to `config.steps` (with --time-budget, first sets it to the steps that fit: see
-training/budget.py), logging, evaluating (with --ema-decay the weights' average too) and
+trains to `config.steps` (with --time-budget, planned from the run's own pace as it trains:
+see training/budget.py), logging, evaluating (with --ema-decay the weights' average too) and
 checkpointing on their own schedules, and returns the final validation figures. Ctrl-C
 finishes the current step, saves and stops.
 """
@@ -29,7 +29,7 @@ from model.config import PRESETS
 from model.generate import Generator, SamplingSettings
 from model.gpt import GPT, count_parameters
 from training.average import averaged_model_state
-from training.budget import chosen_steps, fit_to_budget, parse_duration
+from training.budget import StepPlan, chosen_steps, parse_duration, time_evaluation, write_plan
 from training.config import TrainConfig, TrainError, model_config
 from training.distributed import DataParallel, main_process_first, process_rows
 from training.evaluation import validation_figures
@@ -84,8 +84,7 @@ class Run:
             self.restore()
 
     def start_optimizer(self, model: GPT) -> None:
-        """A fresh optimizer for `model`, the training state of the pair and its compiled step
-        (again when a time budget has set config.steps: the schedule is part of the step)."""
+        """A fresh optimizer for `model`, the training state of the pair and its compiled step."""
         optimizer = nnx.Optimizer(model, make_optimizer(self.config), wrt=nnx.Param)
         self.graphdef, state = nnx.split((model, optimizer))
         self.state = jax.device_put(state, self.parallel.replicated)
@@ -202,16 +201,17 @@ class Run:
         seed and the step alone), and the step's metrics. `state` is donated: use the result."""
         batch = Batch(*(self.parallel.shard(rows) for rows in self.local_batch(step)))
         key = jax.random.fold_in(jax.random.key(self.config.seed), step)  # dropout noise
-        return self.train_step(state, batch, key)
+        return self.train_step(state, batch, key, np.int32(self.config.steps))
 
     # --- the loop
 
     def train(self) -> dict[str, float]:
         config = self.config
         check_disk_space(self.folder, self.n_params, average=config.ema_decay > 0)
-        if self.budget_s is not None:  # a new budgeted run: how many steps fit?
-            config.steps = fit_to_budget(self, self.budget_s, started=time.perf_counter())
-            self.start_optimizer(nnx.merge(self.graphdef, self.state)[0])  # its schedule
+        started = time.perf_counter()
+        # A new budgeted run plans its step count as it goes (training/budget.py).
+        plan = None if self.budget_s is None else StepPlan(self.budget_s, config)
+        evaluating_s = 0.0  # seconds spent evaluating, which a budget's pace leaves out
         tokens_per_step = config.batch_size * self.model_config.block_size
         snapshots_at = set(snapshot_steps(config.snapshots, config.steps))
         progress = tqdm(
@@ -238,6 +238,12 @@ class Run:
                 window_losses.append(metrics["loss"])
                 self.step += 1
                 progress.update(1)
+                if plan is not None and plan.started is None:  # the step compiled: time from here
+                    jax.block_until_ready(self.state)
+                    plan.start(self.step, time.perf_counter() - started)
+                    evaluating = time.perf_counter()
+                    plan.eval_s = time_evaluation(self)
+                    evaluating_s += time.perf_counter() - evaluating
                 last = self.step == config.steps
                 if self.step in snapshots_at and self.is_main:
                     save_snapshot(self.folder, self.step, nnx.merge(self.graphdef, self.state)[0])
@@ -245,7 +251,21 @@ class Run:
                 log_now = self.step % config.log_every == 0 or last
                 eval_now = self.step % config.eval_every == 0 or last
                 if log_now or eval_now:
-                    losses = self.finite_losses(window_losses, window_first_step)
+                    losses = self.finite_losses(window_losses, window_first_step)  # waits
+                    planning = plan is not None and not plan.fixed and log_now and not last
+                    if planning and self.step > plan.started[0]:  # a step timed since
+                        spent = time.perf_counter() - started
+                        config.steps = plan.plan(self.step, spent - evaluating_s, spent)
+                        snapshots_at = set(snapshot_steps(config.snapshots, config.steps))
+                        progress.total = config.steps
+                        if self.is_main:
+                            write_plan(self.folder, config.steps, plan, self.step, spent)
+                            if plan.fixed:
+                                tqdm.write(
+                                    f"time budget {plan.budget_s:.0f} s: "
+                                    f"{plan.step_s * 1000:.1f} ms a step, {plan.eval_s:.1f} s an "
+                                    f"evaluation: training for {config.steps} steps"
+                                )
                     elapsed = time.perf_counter() - window_start
                     tokens_per_s = tokens_per_step * len(losses) / elapsed
                     record = {
@@ -256,11 +276,13 @@ class Run:
                         "tokens_seen": self.step * tokens_per_step,
                     }
                     if eval_now:
+                        evaluating = time.perf_counter()
                         figures = self.evaluate()
                         record.update(figures)
                         if self.is_main:
                             for text in self.samples():
                                 tqdm.write(f"  sample: {text[:200]!r}")
+                        evaluating_s += time.perf_counter() - evaluating
                     self.log(record)
                     progress.set_postfix(
                         loss=f"{record['train_loss']:.3f}",

@@ -7,7 +7,9 @@ one validation batch, no dropout, no update.
 
 Both take their state as an explicit argument and return the new one: no hidden state
 crosses the boundary. The training state is `nnx.split((model, optimizer))`'s State, whose
-entry 0 is the model's state (`model_state`) and entry 1 the optimizer's.
+entry 0 is the model's state (`model_state`) and entry 1 the optimizer's. The run's step count
+is an argument too, not a constant compiled in (the learning rate schedule reads it): a
+--time-budget run settles it while it trains (training/budget.py), with one compilation.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from data.packing import Batch
 from model.gpt import GPT
 from model.loss import batch_nll
 
-# (state, batch, dropout key) -> (new state, {"loss", "grad_norm"}); the batch's arrays are
-# (B, T) int32 (data/packing.py).
-TrainStep = Callable[[nnx.State, Batch, jax.Array], tuple[nnx.State, dict[str, jax.Array]]]
+# (state, batch, dropout key, total steps) -> (new state, {"loss", "grad_norm"}); the batch's
+# arrays are (B, T) int32 (data/packing.py), the total steps a () int32.
+TrainStep = Callable[
+    [nnx.State, Batch, jax.Array, jax.Array], tuple[nnx.State, dict[str, jax.Array]]
+]
 # (model state, batch) -> (summed NLL, number of targets), padding left out.
 EvalStep = Callable[[nnx.State, Batch], tuple[jax.Array, jax.Array]]
 
@@ -32,7 +36,7 @@ EvalStep = Callable[[nnx.State, Batch], tuple[jax.Array, jax.Array]]
 def make_train_step(graphdef: nnx.GraphDef, fused: bool) -> TrainStep:
     """One compiled optimizer step; `graphdef` is that of the (model, optimizer) pair."""
 
-    def train_step(state, batch, key):
+    def train_step(state, batch, key, total_steps):
         model, optimizer = nnx.merge(graphdef, state)
         model.train()  # dropout on (a trace-time switch: the compiled step always drops)
 
@@ -41,7 +45,7 @@ def make_train_step(graphdef: nnx.GraphDef, fused: bool) -> TrainStep:
             return nll / count  # mean over the real targets, padding left out
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
+        optimizer.update(model, grads, total_steps=total_steps)  # the schedule's length
         _, new_state = nnx.split((model, optimizer))
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
