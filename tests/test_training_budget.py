@@ -21,7 +21,7 @@ from data.packing import Batch
 from model.checkpoint import load_model
 from model.config import GPTConfig
 from model.gpt import GPT
-from training.budget import StepPlan, parse_duration, steps_within
+from training.budget import STEP_MARGIN, StepPlan, parse_duration, steps_within
 from training.config import TrainConfig, TrainError
 from training.optimizer import make_optimizer
 from training.steps import make_train_step
@@ -49,9 +49,11 @@ def test_no_budget_is_no_duration():
 
 
 def test_the_steps_fill_what_the_budget_leaves():
-    # At step 50, 10 s spent of 100: 100 - 10 - 2.5 for the final evaluation = 87.5 s, at 0.25 s
-    # a step plus an evaluation (2.5 s) every 10 steps: 0.5 s a step, 175 steps more.
-    assert steps_within(100.0, 10.0, 50, step_s=0.25, eval_s=2.5, eval_every=10) == 225
+    # At step 50, 10 s spent of 100: 100 - 10 - 2.5 for the final evaluation = 87.5 s, at
+    # 0.25 s a step planned 5% slower plus an evaluation (2.5 s) every 10 steps: 0.5125 s a
+    # step, 170 steps more.
+    assert STEP_MARGIN == 1.05
+    assert steps_within(100.0, 10.0, 50, step_s=0.25, eval_s=2.5, eval_every=10) == 220
     assert steps_within(10.0, 12.0, 50, step_s=0.25, eval_s=2.5, eval_every=10) == 51  # spent
 
 
@@ -59,14 +61,14 @@ def test_the_plan_follows_the_pace_until_the_cooldown_needs_it():
     config = TrainConfig(schedule="wsd", warmup_steps=10, cooldown_fraction=0.2, log_every=10)
     plan = StepPlan(budget_s=400.0, config=config)
     plan.start(1, 4.0)  # the first step compiled for 4 s
-    # 8 steps in 1 s: 395 s left at 0.125 s a step, 3,160 steps more.
-    assert plan.plan(9, train_s=5.0, spent_s=5.0) == 3169
+    # 8 steps in 1 s: 395 s left at 0.125 s a step (planned 5% slower), 3,009 steps more.
+    assert plan.plan(9, train_s=5.0, spent_s=5.0) == 3018
     assert plan.step_s == 0.125 and not plan.fixed
-    # Slower since (0.25 s a step), and 6 s went to evaluations: 190 s left, 760 steps more.
-    assert plan.plan(801, train_s=204.0, spent_s=210.0) == 1561
-    assert not plan.fixed  # its cooldown starts at step 1,249: there is time for another plan
-    assert plan.plan(1241, train_s=314.0, spent_s=320.0) == 1561
-    assert plan.fixed  # the next log, at 1,251, would come after the cooldown starts
+    # Slower since (0.25 s a step), and 6 s went to evaluations: 190 s left, 723 steps more.
+    assert plan.plan(801, train_s=204.0, spent_s=210.0) == 1524
+    assert not plan.fixed  # its cooldown starts at step 1,219: there is time for another plan
+    assert plan.plan(1231, train_s=311.5, spent_s=317.5) == 1545
+    assert plan.fixed  # the next log, at 1,241, would come after the cooldown starts (1,236)
 
 
 def test_the_compiled_step_takes_the_step_count_as_an_input():
