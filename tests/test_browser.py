@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -258,6 +259,20 @@ def test_scrub_read_the_lens_knock_out_heads_and_branch(browser: Browser, served
     page.close()
 
 
+def test_try_it_writes_a_joke_that_puts_a_role_to_work(browser: Browser, served):
+    url, _ = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    tell_a_joke(page, url, "Why did the")
+    page.locator("#tokens .pl-chip.pl-written").first.click()
+    try_it = page.locator("#heads .pl-role a.pl-try").first
+    expect(try_it).to_be_attached()
+    prompt = parse_qs(urlparse(try_it.get_attribute("href") or "").query)["prompt"][0]
+    try_it.click()  # the page opens again with the role's opening words and writes from them
+    expect(page.get_by_label("Opening words (optional)")).to_have_value(prompt)
+    expect(page.locator("#joke .pl-joke-typed")).to_have_text(prompt, timeout=30_000)
+    page.close()
+
+
 def test_follow_the_information_flow_attribution_and_setup_punchline(browser: Browser, served):
     url, _ = served
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -283,6 +298,13 @@ def test_follow_the_information_flow_attribution_and_setup_punchline(browser: Br
     assert edges.count() > few
     edges.first.click(force=True)  # thin lines: click where the path is, not its box centre
     expect(flow.locator(".pl-flow-detail")).to_contain_text("→")
+    # A line from a token into an attention block carries the heads' split: (head 1 x%, ...).
+    # (The test model's weights are random: the first written token's graph has such lines.)
+    page.locator("#tokens .pl-chip.pl-written").first.click()
+    split = flow.locator("path.pl-edge-attention")
+    expect(split.first).to_be_attached(timeout=30_000)
+    split.last.click(force=True)
+    expect(flow.locator(".pl-flow-detail")).to_contain_text(re.compile(r"\(head 1 \d+%"))
     expect(flow.locator("table.pl-shares tr")).to_have_count(3)  # tokens, flow, rollout
     # The joke asks and answers: its punchline's tokens and what they drew on.
     expect(page.locator("#setup-punchline table.pl-shares")).to_be_visible()
@@ -310,8 +332,11 @@ def test_learner_mode_hides_the_joke_and_asks_for_each_token(browser: Browser, s
     guesses = learner.locator("button.pl-guess")
     expect(guesses.first).to_be_visible()
     assert 2 <= guesses.count() <= 6
-    blur = page.locator("#joke").evaluate("e => getComputedStyle(e).filter")
-    assert blur.startswith("blur")  # the joke cannot be read while guessing
+    # Nothing that gives the joke away can be read while guessing: the joke, the token card
+    # (the top five), and the replay over training (it writes the same joke).
+    for panel in ("#joke", "#token-info", "#training"):
+        blur = page.locator(panel).evaluate("e => getComputedStyle(e).filter")
+        assert blur.startswith("blur"), panel
     guesses.first.click()
     # "Right: the model wrote ..." or "The model wrote ...; you picked ..."
     expect(learner.locator(".pl-verdict")).to_contain_text(re.compile("the model wrote", re.I))
@@ -378,7 +403,7 @@ def test_save_a_trace_and_replay_it_in_a_fresh_page(browser: Browser, served, tm
 
 
 def test_attention_over_training_replays_the_joke_on_each_snapshot(browser: Browser, served):
-    url, _ = served
+    url, config = served
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(url)
     page.get_by_label("Clean jokes only").uncheck()
@@ -388,6 +413,10 @@ def test_attention_over_training_replays_the_joke_on_each_snapshot(browser: Brow
     last = training.locator(".pl-caption b").first.inner_text()
     expect(training.locator("svg.pl-role-plot polyline").first).to_be_attached()
     expect(training.locator(".pl-heads .pl-panel").first).to_be_visible()
+    # The snapshot's heads wear the roles they had then.
+    expect(training.locator(".pl-panel .pl-role")).to_have_count(
+        config["n_layer"] * config["n_head"]
+    )
     expect(training.locator("table.pl-lens")).to_be_visible()
     number = page.locator("#snapshot input[type=number]")
     number.fill("0")

@@ -121,11 +121,13 @@ def test_every_head_gets_a_badge_with_its_role_its_scores_and_its_pattern():
                         r'image/png;base64,[^"]+" alt="">([^<]*)(?:<a class="pl-try" href="\?'
                         r'prompt=([^"]+)"[^>]*>try it</a>)?</span>', grid)  # fmt: skip
     assert [(kind, text.strip()) for kind, _, text, _ in badges] == [
-        ("prev", "prev"), ("mixed", "mixed · sink"), ("induct", "induct"), ("diffuse", "diffuse")
+        ("prev", "prev 0.25"), ("mixed", "mixed · sink 0.25"), ("induct", "induct 0.88"),
+        ("diffuse", "diffuse 0.25"),
     ]  # fmt: skip
     # "Try it" links the roles that a prompt shows at work: for induction, a repeated phrase.
     tried = {kind: unquote_plus(prompt) for kind, _, _, prompt in badges if prompt}
-    assert set(tried) == {"prev", "induct"} and tried["induct"].count("Knock knock. Who") == 2
+    assert set(tried) == {"prev", "induct", "diffuse"}  # a mixed head has no role to try
+    assert tried["induct"].count("Knock knock. Who") == 2
     tip = badges[2][1]
     assert "induction 0.88" in tip and "repeated random tokens" in tip
     assert "Sink" in badges[1][1] and "validation jokes" in badges[1][1]

@@ -180,8 +180,9 @@ def render_attribution(view: AttributionView, labels: list[str]) -> str:
         rows += signed_row("integrated gradients", view.integrated)
         note = (
             f'<p class="pl-caption">Integrated gradients add up to {np.sum(view.integrated):+.3f}; '
-            f"the log-probability changed by {view.change:+.3f} between no token embeddings and "
-            f"the real ones: a completeness gap of {view.completeness_gap:+.4f}.</p>"
+            f"the log-probability changed by {view.change:+.3f} between the start token in "
+            f"every place and the real tokens: a completeness gap of "
+            f"{view.completeness_gap:+.4f}.</p>"
         )
     return (
         f'<div class="pl-attribution"><p class="pl-caption">{html.escape(ABOUT_ATTRIBUTION)}</p>'
