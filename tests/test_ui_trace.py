@@ -12,7 +12,8 @@ import pytest
 
 from serving.joke import Version
 from serving.originality import OriginalityCheck
-from serving.trace import read_trace
+from serving.trace import MAX_TRACE_BYTES, read_trace
+from ui.gradio_internals import MAX_BODY_BYTES
 from ui.layout import create_demo
 
 SENT = ("Why did the duck", 1.0, 0, 1.0, 10, 3, False)
@@ -76,3 +77,11 @@ def test_a_replayed_joke_is_not_saved_again(handlers, versions, writer):
     text = saved_text(handlers["save"](versions))
     replayed, _ = read_trace(text, writer.config)
     assert "replayed trace already" in handlers["save"](replayed)
+
+
+def test_any_trace_the_page_accepts_fits_in_a_request_the_app_reads():
+    """A replayed trace travels inside a JSON request, where escaping can double it (every
+    character a quote): the app must still read such a request, not refuse it with 413."""
+    worst = '"' * MAX_TRACE_BYTES
+    request = {"data": [worst], "event_data": None, "fn_index": 99, "session_hash": "x" * 100}
+    assert len(json.dumps(request).encode()) <= MAX_BODY_BYTES

@@ -30,13 +30,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import RequestError
 from serving.limits import QUEUE_SIZE
+from serving.trace import MAX_TRACE_BYTES
 from ui.fair_queue import share_fairly
 
-# The largest request body the app reads. Its largest real request is a few kB (1,000
-# characters of opening words, escaped as JSON); the cap stays far above that so that a
-# program sending a far too long prompt (tests/test_hostile_api.py sends up to 200,000
-# characters) is told what is wrong with it rather than refused unread.
-MAX_BODY_BYTES = 1 << 20
+# The largest request body the app reads. Its largest real request is a trace to replay (at
+# most MAX_TRACE_BYTES, escaped as JSON inside the request: at most twice as long); the others
+# are a few kB. A program sending a far too long prompt (tests/test_hostile_api.py sends up to
+# 200,000 characters) is told what is wrong with it rather than refused unread.
+MAX_BODY_BYTES = 2 * MAX_TRACE_BYTES + (64 << 10)
 # What a session hash may be: Gradio's page makes 11 or so letters and digits, gradio_client
 # a UUID. Each hash names a session state that Gradio keeps (up to 10,000 of them), so a
 # hash of a megabyte would cost a megabyte each.
