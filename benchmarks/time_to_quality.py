@@ -12,8 +12,7 @@ project's default recipe and a nanoGPT-style PyTorch reference, one after the ot
    its own steps, again every 10 steps until the cooldown needs it, to end with the budget.
 2. The reference: benchmarks/torch_reference.py at the same sizes, nanoGPT's recipe (AdamW 1e-3,
    50 warmup steps, cosine to 1e-4, beta2 0.99, weight decay 0.1 on 2-D weights, clip 1.0, no
-   dropout, no biases, learned positions, batch 32), its cosine's length planned the same way
-   (final at the end of its warmup, where the cosine starts to need it).
+   dropout, no biases, learned positions, batch 32), its cosine's length planned the same way.
 
 Same data, tokenizer and validation: both train on data.packing.train_batch's rows (same seed:
 the same batches, every joke from its own start, loss on real targets only) with the tokenizer
@@ -116,6 +115,21 @@ class Curve:
         self.points.append({"seconds": self.total, "step": step, **self.evaluate()})
         print(f"{self.total:8.1f} s  step {step:6,}  {self.points[-1]['bpc']:.4f} bits/char")
 
+    def follow(
+        self, plan: StepPlan, done: int, steps: int, side: str, sync: Sync = lambda: None
+    ) -> int:
+        """The step count after `done` steps: `plan`'s clock starts after the first step (which
+        compiles), then it plans again every log_every steps until it is final."""
+        if plan.started is None:
+            sync()
+            plan.start(done, self.seconds)
+        elif not plan.fixed and done % plan.config.log_every == 0:
+            sync()
+            steps = plan.plan(done, self.seconds, self.seconds)
+            if plan.fixed:
+                print(f"{side}: {plan.step_s * 1000:.0f} ms a step: {steps:,} steps")
+        return steps
+
     def train(
         self,
         advance: Callable[[int], None],
@@ -173,27 +187,18 @@ def train_project(
         return point
 
     curve = Curve(evaluate, eval_every_s)
-    # As --time-budget does (training/budget.py): the step count planned from the run's own
-    # pace, from the first step on (it compiles), at every log until the schedule needs it.
-    plan = StepPlan(budget_s, config)
+    plan = StepPlan(budget_s, config)  # as --time-budget plans (training/budget.py)
     pending: list[jax.Array] = []
+    sync = lambda: jax.block_until_ready(run.state)  # noqa: E731
 
     def advance(step: int) -> None:
         run.state, metrics = run.advance(run.state, step)
         if pending and not math.isfinite(float(pending.pop())):  # a step behind: no stall
             raise RuntimeError(f"the project's loss diverged before step {step}")
         pending.append(metrics["loss"])
-        done = step + 1
-        if plan.started is None:
-            jax.block_until_ready(run.state)
-            plan.start(done, curve.seconds)
-        elif not plan.fixed and done % config.log_every == 0:
-            jax.block_until_ready(run.state)
-            config.steps = plan.plan(done, curve.seconds, curve.seconds)
-            if plan.fixed:
-                print(f"project: {plan.step_s * 1000:.0f} ms a step: {config.steps:,} steps")
+        config.steps = curve.follow(plan, step + 1, config.steps, "project", sync)
 
-    curve.train(advance, lambda: config.steps, budget_s, lambda: jax.block_until_ready(run.state))
+    curve.train(advance, lambda: config.steps, budget_s, sync)
     return {
         "recipe": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data", "out")},
         "model": run.model_config.to_dict(),
@@ -249,8 +254,7 @@ def train_reference(
 
     trainer = make_train_step(sizes, recipe.learning_rate, seed=seed)
     curve = Curve(evaluate, eval_every_s)
-    # Its step count planned as the project's is, for nanoGPT's schedule: from the first step
-    # on, at every log until the cosine (after the warmup) needs it.
+    # Planned as the project's step count, for nanoGPT's schedule (a cosine after its warmup).
     schedule = TrainConfig(schedule="cosine", warmup_steps=recipe.warmup_steps)
     plan, steps = StepPlan(budget_s, schedule), [run.config.steps]  # provisional
     trainer.schedule = lambda step: nanogpt_lr(recipe, steps[0])(step)
@@ -258,13 +262,7 @@ def train_reference(
     def advance(step: int) -> None:
         if not math.isfinite(trainer(*rows(step))):
             raise RuntimeError(f"the reference's loss diverged at step {step}")
-        done = step + 1
-        if plan.started is None:
-            plan.start(done, curve.seconds)
-        elif not plan.fixed and done % schedule.log_every == 0:
-            steps[0] = plan.plan(done, curve.seconds, curve.seconds)
-            if plan.fixed:
-                print(f"reference: {plan.step_s * 1000:.0f} ms a step: {steps[0]:,} steps")
+        steps[0] = curve.follow(plan, step + 1, steps[0], "reference")
 
     curve.train(advance, lambda: steps[0], budget_s)
     return {
