@@ -115,9 +115,7 @@ class Curve:
         self.points.append({"seconds": self.total, "step": step, **self.evaluate()})
         print(f"{self.total:8.1f} s  step {step:6,}  {self.points[-1]['bpc']:.4f} bits/char")
 
-    def follow(
-        self, plan: StepPlan, done: int, steps: int, side: str, sync: Sync = lambda: None
-    ) -> int:
+    def follow(self, plan: StepPlan, done: int, side: str, sync: Sync = lambda: None) -> int:
         """The step count after `done` steps: `plan`'s clock starts after the first step (which
         compiles), then it plans again every log_every steps until it is final."""
         if plan.started is None:
@@ -125,10 +123,10 @@ class Curve:
             plan.start(done, self.seconds)
         elif not plan.fixed and done % plan.config.log_every == 0:
             sync()
-            steps = plan.plan(done, self.seconds, self.seconds)
+            plan.plan(done, self.seconds, self.seconds)
             if plan.fixed:
-                print(f"{side}: {plan.step_s * 1000:.0f} ms a step: {steps:,} steps")
-        return steps
+                print(f"{side}: {plan.step_s * 1000:.0f} ms a step: {plan.steps:,} steps")
+        return plan.steps
 
     def train(
         self,
@@ -187,7 +185,7 @@ def train_project(
         return point
 
     curve = Curve(evaluate, eval_every_s)
-    plan = StepPlan(budget_s, config)  # as --time-budget plans (training/budget.py)
+    plan = StepPlan(budget_s, config, config.steps)  # as --time-budget plans (training/budget.py)
     pending: list[jax.Array] = []
     sync = lambda: jax.block_until_ready(run.state)  # noqa: E731
 
@@ -196,7 +194,7 @@ def train_project(
         if pending and not math.isfinite(float(pending.pop())):  # a step behind: no stall
             raise RuntimeError(f"the project's loss diverged before step {step}")
         pending.append(metrics["loss"])
-        config.steps = curve.follow(plan, step + 1, config.steps, "project", sync)
+        config.steps = curve.follow(plan, step + 1, "project", sync)
 
     curve.train(advance, lambda: config.steps, budget_s, sync)
     return {
@@ -256,15 +254,15 @@ def train_reference(
     curve = Curve(evaluate, eval_every_s)
     # Planned as the project's step count, for nanoGPT's schedule (a cosine after its warmup).
     schedule = TrainConfig(schedule="cosine", warmup_steps=recipe.warmup_steps)
-    plan, steps = StepPlan(budget_s, schedule), [run.config.steps]  # provisional
-    trainer.schedule = lambda step: nanogpt_lr(recipe, steps[0])(step)
+    plan = StepPlan(budget_s, schedule, run.config.steps)  # a provisional count
+    trainer.schedule = lambda step: nanogpt_lr(recipe, plan.steps)(step)
 
     def advance(step: int) -> None:
         if not math.isfinite(trainer(*rows(step))):
             raise RuntimeError(f"the reference's loss diverged at step {step}")
-        steps[0] = curve.follow(plan, step + 1, steps[0], "reference")
+        curve.follow(plan, step + 1, "reference")
 
-    curve.train(advance, lambda: steps[0], budget_s)
+    curve.train(advance, lambda: plan.steps, budget_s)
     return {
         "recipe": {**dataclasses.asdict(recipe), "beta2": 0.99, "weight_decay_2d": 0.1},
         "model": sizes.to_dict(),
@@ -272,7 +270,7 @@ def train_reference(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "step_ms": None if plan.step_s is None else 1000 * plan.step_s,
-        "steps_planned": steps[0],
+        "steps_planned": plan.steps,
         "curve": curve.points,
     }
 

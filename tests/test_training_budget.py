@@ -59,7 +59,7 @@ def test_the_steps_fill_what_the_budget_leaves():
 
 def test_the_plan_follows_the_pace_until_the_cooldown_needs_it():
     config = TrainConfig(schedule="wsd", warmup_steps=10, cooldown_fraction=0.2, log_every=10)
-    plan = StepPlan(budget_s=400.0, config=config)
+    plan = StepPlan(budget_s=400.0, config=config, steps=config.steps)
     plan.start(1, 4.0)  # the first step compiled for 4 s
     # 8 steps in 1 s: 395 s left at 0.125 s a step (planned 5% slower), 3,009 steps more.
     assert plan.plan(9, train_s=5.0, spent_s=5.0) == 3018

@@ -85,10 +85,12 @@ class StepPlan:
 
     budget_s: float
     config: TrainConfig
+    steps: int  # the count planned last (at first the provisional one the run starts with)
     eval_s: float = 0.0  # one evaluation, with its samples
     fixed: bool = False  # the schedule needs the count from the next log on: no more plans
     step_s: float | None = None  # the pace of the steps so far
     started: tuple[int, float] | None = None  # (step, train_s) where the pace starts to count
+    planned_at: tuple[int, float] | None = None  # (step, spent_s) of the last plan
 
     def start(self, step: int, train_s: float) -> None:
         self.started = (step, train_s)
@@ -102,9 +104,10 @@ class StepPlan:
             self.budget_s, spent_s, step, self.step_s, self.eval_s, self.config.eval_every
         )
         # Processes time themselves differently, and all must run the same number of steps.
-        steps = int(multihost_utils.broadcast_one_to_all(np.int32(steps)))
-        self.fixed = step + self.config.log_every > settles_at(self.config, steps)
-        return steps
+        self.steps = int(multihost_utils.broadcast_one_to_all(np.int32(steps)))
+        self.fixed = step + self.config.log_every > settles_at(self.config, self.steps)
+        self.planned_at = (step, spent_s)
+        return self.steps
 
 
 def time_evaluation(run: Run) -> float:
@@ -126,10 +129,11 @@ def time_evaluation(run: Run) -> float:
     return eval_s
 
 
-def write_plan(folder: Path, steps: int, plan: StepPlan, step: int, spent_s: float) -> None:
-    """RUN/budget.json: the count planned at `step`, and what the plan was made of."""
+def write_plan(folder: Path, plan: StepPlan) -> None:
+    """RUN/budget.json: the count planned last, and what the plan was made of."""
+    step, spent_s = plan.planned_at
     record = {
-        "steps": steps,
+        "steps": plan.steps,
         "final": plan.fixed,
         "planned_at_step": step,
         "budget_s": plan.budget_s,

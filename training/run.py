@@ -210,7 +210,7 @@ class Run:
         check_disk_space(self.folder, self.n_params, average=config.ema_decay > 0)
         started = time.perf_counter()
         # A new budgeted run plans its step count as it goes (training/budget.py).
-        plan = None if self.budget_s is None else StepPlan(self.budget_s, config)
+        plan = None if self.budget_s is None else StepPlan(self.budget_s, config, config.steps)
         evaluating_s = 0.0  # seconds spent evaluating, which a budget's pace leaves out
         tokens_per_step = config.batch_size * self.model_config.block_size
         snapshots_at = set(snapshot_steps(config.snapshots, config.steps))
@@ -259,7 +259,7 @@ class Run:
                         snapshots_at = set(snapshot_steps(config.snapshots, config.steps))
                         progress.total = config.steps
                         if self.is_main:
-                            write_plan(self.folder, config.steps, plan, self.step, spent)
+                            write_plan(self.folder, plan)
                             if plan.fixed:
                                 tqdm.write(
                                     f"time budget {plan.budget_s:.0f} s: "
